@@ -1,0 +1,15 @@
+"""KEMDy20 (ETRI): Korean emotional conversations, speech and transcripts, as a `datasets` loading script.
+
+The corpus must be obtained from ETRI; pass its unpacked folder as `data_dir`:
+
+    load_dataset("dataset_scripts/kemdy20", data_dir="/path/to/KEMDy20_v1_1", trust_remote_code=True)
+
+Configs: `single_label` (default, tied rows dropped) and `multi_label`. Parsing is shared with KEMDy19 in
+`kemdy_adapters.hf_dataset` / `kemdy_adapters.corpus` (pip install kemdy-adapters).
+"""
+
+from kemdy_adapters import hf_dataset
+
+
+class Kemdy20(hf_dataset.KemdyBuilder):
+    CORPUS = "kemdy20"

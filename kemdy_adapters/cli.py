@@ -1,0 +1,119 @@
+"""The `kemdy-adapters` command line: parse, call the library, set the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+# Nothing here reaches a model hub, and the loading scripts are local code.
+os.environ.setdefault("HF_DATASETS_TRUST_REMOTE_CODE", "1")
+
+logger = logging.getLogger("kemdy_adapters")
+
+
+def _sample_corpus(args: argparse.Namespace) -> int:
+    from .sample_corpus import SampleCorpusConfig, load_manifest, write_sample_corpus
+
+    config = SampleCorpusConfig(seed=args.seed, sessions=args.sessions)
+    start = time.time()
+    write_sample_corpus(args.output, config, overwrite=args.overwrite)
+    manifest = load_manifest(args.output)
+    size = sum(path.stat().st_size for path in Path(args.output).rglob("*") if path.is_file())
+    print(f"wrote the sample corpus to {args.output} in {time.time() - start:.1f} s ({size / 1e6:.1f} MB)")
+    for corpus in ("kemdy19", "kemdy20"):
+        segments = [seg for seg in manifest["segments"] if seg["corpus"] == corpus]
+        counts = Counter(";".join(seg["labels"]) if len(seg["labels"]) > 1 else seg["labels"][0] for seg in segments)
+        single = {name: count for name, count in counts.most_common() if ";" not in name}
+        print(f"  {corpus}: {len(segments)} segments, single-label {single}, "
+              f"multi-label {sum(c for n, c in counts.items() if ';' in n)}")
+    print("  generated test/demo data: never a stand-in for results on the real corpora")
+    return 0
+
+
+def _summarise(corpus: str, dataset) -> str:
+    names = dataset.features["label"].names
+    counts = Counter(names[label] if label >= 0 else "multi-label" for label in dataset["label"])
+    sessions = sorted(set(dataset["session"]))
+    hours = sum(dataset["duration"]) / 3600
+    return (f"{corpus}: {len(dataset)} segments, {len(sessions)} sessions ({sessions[0]}..{sessions[-1]}), "
+            f"{hours * 60:.1f} min of audio, labels {dict(counts.most_common())}")
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .hf_dataset import load_kemdy
+
+    for corpus in args.corpus:
+        dataset = load_kemdy(corpus, args.data_dir, multi_label=args.multi_label, cache_dir=args.cache_dir)
+        print(_summarise(corpus, dataset))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .hf_dataset import load_kemdy
+    from .sample_corpus import SampleCorpusConfig, write_sample_corpus
+
+    output = Path(args.output)
+    corpus_dir = output / "sample_corpus"
+    start = time.time()
+    if (corpus_dir / "manifest.json").exists():
+        print(f"[demo] using the sample corpus already in {corpus_dir}")
+    else:
+        print(f"[demo] generating the sample corpus in {corpus_dir} (generated data, not KEMDy)")
+        write_sample_corpus(corpus_dir, SampleCorpusConfig(seed=args.seed))
+    for corpus in ("kemdy19", "kemdy20"):
+        print(f"[demo] loading {corpus} through dataset_scripts/{corpus} (datasets loading script)")
+        dataset = load_kemdy(corpus, corpus_dir, cache_dir=str(output / "hf_cache"))
+        print("[demo] " + _summarise(corpus, dataset))
+    print(f"[demo] done in {time.time() - start:.1f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kemdy-adapters",
+        description="Continual multimodal emotion recognition on KEMDy19/KEMDy20 with per-task adapters.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sample = commands.add_parser("sample-corpus", help="write the generated sample corpus in the real KEMDy layout")
+    sample.add_argument("--output", required=True, help="folder to create (KEMDy19/, KEMDy20_v1_1/, manifest.json)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--sessions", type=int, default=10, help="sessions per corpus (at least 5)")
+    sample.add_argument("--overwrite", action="store_true", help="replace a sample corpus written earlier")
+    sample.set_defaults(func=_sample_corpus)
+
+    inspect = commands.add_parser("inspect", help="load corpora through the loading scripts and summarise them")
+    inspect.add_argument("data_dir", help="an unpacked corpus folder, or a folder holding KEMDy19/ and KEMDy20_v1_1/")
+    inspect.add_argument("--corpus", nargs="+", choices=["kemdy19", "kemdy20"], default=["kemdy19", "kemdy20"])
+    inspect.add_argument("--multi-label", action="store_true", help="keep tied (multi-label) rows")
+    inspect.add_argument("--cache-dir", default=None, help="datasets cache folder")
+    inspect.set_defaults(func=_inspect)
+
+    demo = commands.add_parser("demo", help="the main job on the built-in sample corpus")
+    demo.add_argument("--output", default="runs/demo", help="output folder (default: runs/demo)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from .corpus import CorpusFormatError
+
+    try:
+        return args.func(args)
+    except (CorpusFormatError, FileExistsError, FileNotFoundError, ValueError) as error:
+        print(f"kemdy-adapters {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

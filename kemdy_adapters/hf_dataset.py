@@ -1,0 +1,201 @@
+"""The `datasets` builder behind `dataset_scripts/kemdy19` and `dataset_scripts/kemdy20`.
+
+The loading scripts subclass `KemdyBuilder` and set `CORPUS`; all parsing lives in `corpus.py` so both scripts
+share one tested implementation. Load them with
+
+    load_dataset("dataset_scripts/kemdy20", data_dir="/data/KEMDy20_v1_1", trust_remote_code=True)
+
+or with `load_kemdy`, which finds the scripts and keys the cache on the corpus files, not only on their path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+
+from . import __version__
+from .corpus import CORPORA, EMOTIONS, SPECS, CorpusFormatError, find_corpus_root, scan_corpus
+
+SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "dataset_scripts"
+
+MANUAL_DOWNLOAD = """\
+KEMDy19 and KEMDy20 are distributed by ETRI under a licence that forbids redistribution: request them from
+ETRI (https://nanum.etri.re.kr), unpack the archive, and pass the unpacked folder (`KEMDy19/` or
+`KEMDy20_v1_1/`, the one holding `annotation/` and `wav/`) as `data_dir`:
+    load_dataset("dataset_scripts/{corpus}", data_dir="/path/to/{folder}", trust_remote_code=True)
+"""
+
+
+@dataclass
+class KemdyConfig(datasets.BuilderConfig):
+    """Builder config.
+
+    Args:
+        keep_multilabel: Keep rows whose total label is a tie of several emotions (`label` is then -1 and
+            `labels` lists them); the default `single_label` config drops them, as the common protocol does.
+        skip_bad_files: Skip (and count in the log) segments whose wav or transcript is unreadable instead of
+            stopping with an error.
+        fingerprint: Free text that becomes part of the cache key; `load_kemdy` puts a digest of the corpus
+            files here so a changed corpus is not served from a stale cache.
+    """
+
+    keep_multilabel: bool = False
+    skip_bad_files: bool = False
+    fingerprint: str = ""
+
+
+def features() -> datasets.Features:
+    label = datasets.ClassLabel(names=list(EMOTIONS))
+    return datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "corpus": datasets.Value("string"),
+            "session": datasets.Value("string"),
+            "dialogue": datasets.Value("string"),
+            "speaker": datasets.Value("string"),
+            "gender": datasets.Value("string"),
+            "start": datasets.Value("float32"),
+            "end": datasets.Value("float32"),
+            "duration": datasets.Value("float32"),
+            "label": label,
+            "labels": datasets.Sequence(label),
+            "emotion_raw": datasets.Value("string"),
+            "valence": datasets.Value("float32"),
+            "arousal": datasets.Value("float32"),
+            "raters": datasets.Sequence(datasets.Value("string")),
+            "rater_emotions": datasets.Sequence(datasets.Value("string")),
+            "rater_valence": datasets.Sequence(datasets.Value("float32")),
+            "rater_arousal": datasets.Sequence(datasets.Value("float32")),
+            "text_raw": datasets.Value("string"),
+            "text": datasets.Value("string"),
+            "text_encoding": datasets.Value("string"),
+            "audio": datasets.Audio(sampling_rate=16000),
+        }
+    )
+
+
+class KemdyBuilder(datasets.GeneratorBasedBuilder):
+    """One `train` split with every usable segment; session folds are drawn by `kemdy_adapters.folds`."""
+
+    CORPUS = ""
+    BUILDER_CONFIG_CLASS = KemdyConfig
+    BUILDER_CONFIGS = [
+        KemdyConfig(name="single_label", description="Rows with one total emotion (the common protocol)."),
+        KemdyConfig(name="multi_label", keep_multilabel=True, description="Also the tied (multi-label) rows."),
+    ]
+    DEFAULT_CONFIG_NAME = "single_label"
+
+    @property
+    def manual_download_instructions(self) -> str:
+        folder = "KEMDy19" if self.CORPUS == "kemdy19" else "KEMDy20_v1_1"
+        return MANUAL_DOWNLOAD.format(corpus=self.CORPUS, folder=folder)
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=f"{self.CORPUS.upper()}: Korean multimodal emotion corpus (ETRI), speech + transcript.",
+            features=features(),
+            homepage="https://nanum.etri.re.kr/share/kjnoh/KEMDy20?lang=En_us",
+            license="ETRI KEMDy licence: research use, no redistribution",
+        )
+
+    def _split_generators(self, dl_manager):
+        if not dl_manager.manual_dir:
+            raise ValueError(f"{self.CORPUS}: data_dir is required.\n{self.manual_download_instructions}")
+        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"data_dir": dl_manager.manual_dir})]
+
+    def _generate_examples(self, data_dir):
+        segments, _ = scan_corpus(
+            data_dir,
+            self.CORPUS,
+            keep_multilabel=self.config.keep_multilabel,
+            skip_bad_files=self.config.skip_bad_files,
+        )
+        for segment in segments:
+            yield segment.id, {
+                "id": segment.id,
+                "corpus": segment.corpus,
+                "session": segment.session,
+                "dialogue": segment.dialogue,
+                "speaker": segment.speaker,
+                "gender": segment.gender,
+                "start": segment.start,
+                "end": segment.end,
+                "duration": segment.duration,
+                "label": segment.labels[0] if len(segment.labels) == 1 else -1,
+                "labels": segment.labels,
+                "emotion_raw": segment.emotion_raw,
+                "valence": segment.valence,
+                "arousal": segment.arousal,
+                "raters": segment.raters,
+                "rater_emotions": segment.rater_emotions,
+                "rater_valence": segment.rater_valence,
+                "rater_arousal": segment.rater_arousal,
+                "text_raw": segment.text_raw,
+                "text": segment.text,
+                "text_encoding": segment.text_encoding,
+                "audio": {"path": segment.wav_path, "bytes": None},
+            }
+
+
+def script_path(corpus: str) -> Path:
+    """The folder of the loading script for `corpus` (it ships beside the package in a source checkout)."""
+    if corpus not in CORPORA:
+        raise ValueError(f"unknown corpus {corpus!r}; expected one of {list(CORPORA)}")
+    path = SCRIPTS_DIR / corpus
+    if not (path / f"{corpus}.py").is_file():
+        raise FileNotFoundError(f"{path / (corpus + '.py')}: loading script not found; install kemdy-adapters from "
+                                "a source checkout (pip install -e .) so dataset_scripts/ is beside the package")
+    return path
+
+
+def corpus_fingerprint(data_dir: str | Path, corpus: str) -> str:
+    """A digest of the annotation files and the wav/txt file list (names, sizes, mtimes) and this package's version."""
+    root = find_corpus_root(data_dir, corpus)
+    digest = hashlib.sha256(f"{__version__}:{root.resolve()}".encode())
+    for path in sorted((root / "annotation").iterdir()):
+        if SPECS[corpus].annotation_re.match(path.name):
+            digest.update(path.name.encode() + path.read_bytes())
+    for path in sorted((root / "wav").rglob("*")):
+        if path.suffix in {".wav", ".txt"}:
+            stat = path.stat()
+            digest.update(f"{path.relative_to(root)}:{stat.st_size}:{math.floor(stat.st_mtime)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def load_kemdy(
+    corpus: str,
+    data_dir: str | Path,
+    multi_label: bool = False,
+    skip_bad_files: bool = False,
+    cache_dir: str | None = None,
+) -> datasets.Dataset:
+    """Loads a corpus through its loading script and returns the `train` split (all sessions).
+
+    Args:
+        corpus: `"kemdy19"` or `"kemdy20"`.
+        data_dir: The unpacked corpus folder, or a folder right above it (e.g. the sample corpus folder).
+        multi_label: Use the `multi_label` config (tied rows kept).
+        skip_bad_files: Skip unreadable wav/txt files (counted in the log) instead of raising.
+        cache_dir: Where `datasets` keeps its Arrow cache.
+    """
+    root = find_corpus_root(data_dir, corpus)
+    try:
+        return datasets.load_dataset(
+            str(script_path(corpus)),
+            "multi_label" if multi_label else "single_label",
+            data_dir=str(root),
+            trust_remote_code=True,
+            skip_bad_files=skip_bad_files,
+            fingerprint=corpus_fingerprint(root, corpus),
+            cache_dir=cache_dir,
+            split="train",
+        )
+    except datasets.exceptions.DatasetGenerationError as error:
+        # datasets wraps whatever the generator raised; surface our own message, which names the file.
+        if isinstance(error.__cause__, CorpusFormatError):
+            raise error.__cause__ from None
+        raise

