@@ -57,7 +57,7 @@ def pip(*args: str) -> None:
 
 def ensure_venv(with_tests: bool) -> None:
     """Create .venv and install the package (and test tools) unless the stamp says it is already done."""
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - run.py runs under whatever python3 the user has
         sys.exit(f"[run.py] kemdy-adapters needs Python 3.10 or newer, this is {sys.version.split()[0]}")
     if installed("test") or (not with_tests and installed("main")):
         say(f"using the existing environment in {VENV.relative_to(ROOT)}/ (already installed)")

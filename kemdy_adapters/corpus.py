@@ -182,7 +182,9 @@ def locate_columns(path: Path, row1: list[str], row2: list[str]) -> AnnotationCo
         "valence": ("total evaluation", "valence"),
         "arousal": ("total evaluation", "arousal"),
     }
-    missing = [f"{group!r}/{sub!r}" if sub else repr(group) for group, sub in wanted.values() if (group, sub) not in position]
+    missing = [
+        f"{group!r}/{sub!r}" if sub else repr(group) for group, sub in wanted.values() if (group, sub) not in position
+    ]
     if missing:
         found = sorted({group for group, _ in names if group})
         raise CorpusFormatError(
@@ -360,10 +362,12 @@ def read_annotation(path: Path) -> list[AnnotationRow]:
         raise CorpusFormatError(f"{path}: expected two header rows, found {len(rows)} line(s)")
     columns = locate_columns(path, rows[0], rows[1])
     parsed = []
-    for line, row in enumerate(rows[2:], start=3):
-        if not any(cell.strip() for cell in row):
+    width = len(column_names(rows[0], rows[1]))
+    for line, raw_row in enumerate(rows[2:], start=3):
+        if not any(cell.strip() for cell in raw_row):
             continue
-        cell = lambda index: row[index].strip() if index < len(row) else ""  # noqa: E731
+        cells = [cell.strip() for cell in raw_row] + [""] * (width - len(raw_row))
+        cell = cells.__getitem__
         segment_id = cell(columns.segment_id)
         emotion_raw = cell(columns.emotion)
         labels = parse_labels(emotion_raw, path, line)

@@ -423,7 +423,8 @@ def _write_kemdy20(root: Path, writer: _Writer, expected: list[ExpectedSegment])
         users = {}
         for number in (2 * session - 1, 2 * session):
             gender = str(rng.choice(["F", "M"]))  # pairs may be same-gender
-            users[f"User{number:03d}{gender}"] = float(rng.uniform(185, 235) if gender == "F" else rng.uniform(95, 135))
+            low, high = (185, 235) if gender == "F" else (95, 135)
+            users[f"User{number:03d}{gender}"] = float(rng.uniform(low, high))
         rows = []
         for dialogue in config.kemdy20_dialogues:
             counter, clock = 0, float(rng.uniform(1, 5))

@@ -1,0 +1,54 @@
+"""Every command's --help, and the commands of the foundation on the sample corpus."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kemdy_adapters.cli import build_parser, main
+
+COMMANDS = ["sample-corpus", "inspect", "demo"]
+
+
+def test_console_script_help():
+    executable = shutil.which("kemdy-adapters", path=str(Path(sys.executable).parent))
+    assert executable, "the kemdy-adapters console script is not installed"
+    result = subprocess.run([executable, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: kemdy-adapters " + command in capsys.readouterr().out
+
+
+def test_parser_lists_every_command():
+    subparsers = next(action for action in build_parser()._actions if action.dest == "command")
+    assert sorted(subparsers.choices) == sorted(COMMANDS)
+
+
+def test_inspect_summarises_both_corpora(sample_corpus, hf_cache, capsys):
+    assert main(["inspect", str(sample_corpus), "--cache-dir", hf_cache]) == 0
+    out = capsys.readouterr().out
+    assert "kemdy19: 1" in out and "kemdy20: 1" in out and "10 sessions" in out
+
+
+def test_inspect_on_a_wrong_folder_fails_cleanly(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path)]) == 1
+    assert "not a KEMDY19 corpus folder" in capsys.readouterr().err
+
+
+def test_sample_corpus_command(tmp_path, capsys):
+    assert main(["sample-corpus", "--output", str(tmp_path / "c"), "--sessions", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "kemdy19:" in out and (tmp_path / "c" / "KEMDy19" / "annotation").is_dir()
+    assert main(["sample-corpus", "--output", str(tmp_path / "c"), "--sessions", "5"]) == 1
