@@ -1,0 +1,98 @@
+"""`MultimodalEmotionConfig`: a text (BERT) and a speech (Wav2Vec2) sub-config, the tasks and their label lists."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from transformers import AutoConfig, BertConfig, PretrainedConfig, Wav2Vec2Config
+
+from .corpus import EMOTIONS
+
+TASK_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+ADAPTER_METHODS = ("houlsby", "lora")
+
+
+def _sub_config(value: Any, default_type: type[PretrainedConfig]) -> PretrainedConfig:
+    if value is None:
+        return default_type()
+    if isinstance(value, PretrainedConfig):
+        config = copy.deepcopy(value)
+    else:
+        value = dict(value)
+        model_type = value.pop("model_type", default_type.model_type)
+        config = AutoConfig.for_model(model_type, **value)
+    # adapters.init() attaches its own state to an encoder's config; the composite config keeps a clean copy.
+    if hasattr(config, "adapters"):
+        del config.adapters
+    return config
+
+
+class MultimodalEmotionConfig(PretrainedConfig):
+    """Configuration of `MultimodalEmotionModel`.
+
+    Args:
+        text_config: The BERT config (a `BertConfig` or its dict).
+        speech_config: The Wav2Vec2 config (a `Wav2Vec2Config` or its dict).
+        tasks: `{task name: {"labels": [...], "adapters": bool}}`, in the order the tasks were added. A task with
+            `adapters=False` has a head but no adapters (the fine-tuning strategies share such a head).
+        projector_size: Width of the per-task projection of the speech hidden states (256 in the reference).
+        dropout: Dropout before the classifier.
+        adapter_method: `"houlsby"` (the `adapters` library's `double_seq_bn`: a bottleneck after the attention
+            output and one after the feed-forward output of every layer) or `"lora"`.
+        adapter_reduction_factor: Hidden size / bottleneck size of the Houlsby adapters (12: 64 at hidden 768).
+        lora_r: LoRA rank. lora_alpha: LoRA scaling numerator.
+        text_checkpoint: Where the text encoder's weights came from (a hub id or a path), or `None` for random
+            weights; recorded so a shared task can name the base it needs.
+        speech_checkpoint: The same for the speech encoder.
+        active_task: The task whose adapters and head a forward pass uses by default.
+    """
+
+    model_type = "kemdy_multimodal_emotion"
+
+    def __init__(
+        self,
+        text_config: dict | PretrainedConfig | None = None,
+        speech_config: dict | PretrainedConfig | None = None,
+        tasks: dict[str, dict] | None = None,
+        projector_size: int = 256,
+        dropout: float = 0.1,
+        adapter_method: str = "houlsby",
+        adapter_reduction_factor: int = 12,
+        lora_r: int = 8,
+        lora_alpha: int = 16,
+        text_checkpoint: str | None = None,
+        speech_checkpoint: str | None = None,
+        active_task: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if adapter_method not in ADAPTER_METHODS:
+            raise ValueError(f"adapter_method must be one of {ADAPTER_METHODS}, got {adapter_method!r}")
+        self.text_config = _sub_config(text_config, BertConfig)
+        self.speech_config = _sub_config(speech_config, Wav2Vec2Config)
+        self.tasks = {name: {"labels": list(spec["labels"]), "adapters": bool(spec.get("adapters", True))}
+                      for name, spec in (tasks or {}).items()}
+        for name in self.tasks:
+            check_task_name(name)
+        self.projector_size = projector_size
+        self.dropout = dropout
+        self.adapter_method = adapter_method
+        self.adapter_reduction_factor = adapter_reduction_factor
+        self.lora_r = lora_r
+        self.lora_alpha = lora_alpha
+        self.text_checkpoint = text_checkpoint
+        self.speech_checkpoint = speech_checkpoint
+        self.active_task = active_task
+
+    @property
+    def default_labels(self) -> list[str]:
+        return list(EMOTIONS)
+
+
+def check_task_name(name: str) -> None:
+    if not isinstance(name, str) or not TASK_NAME_RE.match(name):
+        raise ValueError(
+            f"task name {name!r} must be lower-case letters, digits and '_', starting with a letter (e.g. 'kemdy19')"
+        )

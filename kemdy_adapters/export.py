@@ -1,0 +1,220 @@
+"""Compact per-task export: one task's adapters and head as safetensors, plus the config that rebuilds them.
+
+A task folder holds exactly two files:
+- `task_config.json`: the task name and labels, the adapter method and its settings, the head sizes, and the
+  base encoders it was trained on (checkpoint names and the shapes that must match);
+- `model.safetensors`: the task's adapter weights in both encoders and its head (no pickle anywhere).
+Loading a task into a model built from the same base checkpoints reproduces its logits exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save, save_file
+
+from . import __version__
+
+logger = logging.getLogger(__name__)
+
+TASK_CONFIG = "task_config.json"
+TASK_WEIGHTS = "model.safetensors"
+FORMAT = "kemdy-adapters-task"
+FORMAT_VERSION = 1
+TEXT_SHAPE_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "vocab_size")
+SPEECH_SHAPE_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                       "conv_dim", "do_stable_layer_norm", "feat_extract_norm")
+
+
+class TaskExportError(ValueError):
+    """A task folder is missing, damaged, or does not fit the model it is loaded into."""
+
+
+@dataclass
+class TaskExport:
+    path: Path
+    task: str
+    parameters: int
+    bytes: int
+
+    def __str__(self) -> str:
+        return f"task {self.task!r}: {self.parameters:,} parameters, {self.bytes / 1e6:.2f} MB in {self.path}"
+
+
+def base_shapes(model) -> dict:
+    text, speech = model.config.text_config, model.config.speech_config
+    return {
+        "text": {field: _plain(getattr(text, field)) for field in TEXT_SHAPE_FIELDS},
+        "speech": {field: _plain(getattr(speech, field)) for field in SPEECH_SHAPE_FIELDS},
+    }
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def base_fingerprint(model) -> str:
+    """A digest of a slice of both encoders' frozen weights: tells whether two models share base weights."""
+    digest = hashlib.sha256()
+    for tensor in (model.text_encoder.embeddings.word_embeddings.weight[:64],
+                   model.speech_encoder.feature_projection.projection.weight[:64],
+                   model.speech_encoder.encoder.layers[-1].final_layer_norm.weight):
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def task_state_dict(model, name: str) -> dict[str, torch.Tensor]:
+    parameters = dict(model.named_parameters())
+    return {key: parameters[key].detach().to("cpu").contiguous() for key in model.task_parameter_names(name)}
+
+
+def save_task(model, save_directory, name: str) -> TaskExport:
+    """Writes task `name` into `save_directory` (created if needed) and returns its size report."""
+    directory = Path(save_directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    spec = model.config.tasks[name]
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kemdy_adapters_version": __version__,
+        "task": name,
+        "labels": spec["labels"],
+        "adapters": spec["adapters"],
+        "adapter_method": model.config.adapter_method,
+        "adapter_reduction_factor": model.config.adapter_reduction_factor,
+        "lora_r": model.config.lora_r,
+        "lora_alpha": model.config.lora_alpha,
+        "adapter_config": model.adapter_config().to_dict() if spec["adapters"] else None,
+        "projector_size": model.config.projector_size,
+        "dropout": model.config.dropout,
+        "base": {
+            "text_checkpoint": model.config.text_checkpoint,
+            "speech_checkpoint": model.config.speech_checkpoint,
+            "fingerprint": base_fingerprint(model),
+            **base_shapes(model),
+        },
+    }
+    state = task_state_dict(model, name)
+    save_file(state, directory / TASK_WEIGHTS, metadata={"format": FORMAT, "task": name})
+    (directory / TASK_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return TaskExport(
+        path=directory,
+        task=name,
+        parameters=sum(tensor.numel() for tensor in state.values()),
+        bytes=sum(path.stat().st_size for path in (directory / TASK_WEIGHTS, directory / TASK_CONFIG)),
+    )
+
+
+def read_task_config(directory) -> dict:
+    path = Path(directory) / TASK_CONFIG
+    if not path.is_file():
+        raise TaskExportError(f"{directory}: not a kemdy-adapters task folder ({TASK_CONFIG} is missing)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise TaskExportError(f"{path}: not valid JSON ({error})") from error
+    if config.get("format") != FORMAT:
+        raise TaskExportError(f"{path}: not a kemdy-adapters task config (format={config.get('format')!r})")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise TaskExportError(f"{path}: written by a newer kemdy-adapters (format {config['format_version']})")
+    return config
+
+
+def check_compatible(model, config: dict, source) -> None:
+    """Raises TaskExportError naming every mismatch between the task's base and the model's."""
+    problems = []
+    ours = base_shapes(model)
+    for part in ("text", "speech"):
+        for field, value in config["base"][part].items():
+            if ours[part].get(field) != value:
+                problems.append(f"{part} encoder {field}: task has {value!r}, model has {ours[part].get(field)!r}")
+    for field in ("adapter_method", "adapter_reduction_factor", "lora_r", "lora_alpha", "projector_size"):
+        if config["adapters"] or field == "projector_size":
+            if getattr(model.config, field) != config[field]:
+                problems.append(f"{field}: task has {config[field]!r}, model has {getattr(model.config, field)!r}")
+    if problems:
+        raise TaskExportError(f"{source}: task {config['task']!r} does not fit this model: " + "; ".join(problems))
+    if config["base"].get("fingerprint") != base_fingerprint(model):
+        logger.warning(
+            "%s: task %r was trained on base weights %s (%s / %s); this model's base weights differ, so its "
+            "predictions will not match the exported ones", source, config["task"], config["base"]["fingerprint"],
+            config["base"]["text_checkpoint"], config["base"]["speech_checkpoint"])
+
+
+def load_task(model, directory, name: str | None = None, expected_labels: list[str] | None = None) -> str:
+    """Adds the task saved in `directory` to `model` under its saved name (or `name`); returns the name.
+
+    Only `task_config.json` and `model.safetensors` are read: no pickle, no code.
+    """
+    directory = Path(directory)
+    config = read_task_config(directory)
+    check_compatible(model, config, directory)
+    if expected_labels is not None and list(expected_labels) != config["labels"]:
+        raise TaskExportError(f"{directory}: label set {config['labels']} differs from the expected {expected_labels}")
+    weights = directory / TASK_WEIGHTS
+    if not weights.is_file():
+        raise TaskExportError(f"{directory}: {TASK_WEIGHTS} is missing")
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise TaskExportError(f"{weights}: unreadable safetensors file ({error})") from error
+    saved, target = config["task"], name or config["task"]
+    model.add_task(target, config["labels"], adapters=config["adapters"])
+    try:
+        renamed = {_rename(key, saved, target): tensor for key, tensor in state.items()}
+        parameters = dict(model.named_parameters())
+        expected = set(model.task_parameter_names(target))
+        missing, unexpected = sorted(expected - set(renamed)), sorted(set(renamed) - expected)
+        if missing or unexpected:
+            raise TaskExportError(f"{weights}: tensors do not match task {target!r}: missing {missing[:5]}"
+                                  f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}")
+        for key, tensor in renamed.items():
+            if parameters[key].shape != tensor.shape:
+                raise TaskExportError(f"{weights}: {key} has shape {tuple(tensor.shape)}, the model expects "
+                                      f"{tuple(parameters[key].shape)}")
+        with torch.no_grad():
+            for key, tensor in renamed.items():
+                parameters[key].copy_(tensor)
+    except TaskExportError:
+        remove_task(model, target)
+        raise
+    return target
+
+
+def _rename(key: str, old: str, new: str) -> str:
+    return key if old == new else key.replace(f".{old}.", f".{new}.")
+
+
+def remove_task(model, name: str) -> None:
+    """Deletes a task's adapters and head (used to undo a failed load)."""
+    if model.config.tasks[name]["adapters"]:
+        for encoder in (model.text_encoder, model.speech_encoder):
+            encoder.delete_adapter(name)
+    del model.heads[name]
+    del model.config.tasks[name]
+    if model.config.active_task == name:
+        model.config.active_task = None
+
+
+def parameter_report(model, name: str) -> dict:
+    """Per-task parameter counts and the exact size of its exported weights."""
+    state = task_state_dict(model, name)
+    task_parameters = sum(tensor.numel() for tensor in state.values())
+    total = sum(parameter.numel() for parameter in model.parameters())
+    heads = sum(parameter.numel() for parameter in model.heads[name].parameters())
+    return {
+        "task": name,
+        "task_parameters": task_parameters,
+        "adapter_parameters": task_parameters - heads,
+        "head_parameters": heads,
+        "model_parameters": total,
+        "share": task_parameters / total,
+        "export_bytes": len(save(state, metadata={"format": FORMAT, "task": name})),
+    }

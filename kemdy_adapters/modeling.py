@@ -1,0 +1,329 @@
+"""`MultimodalEmotionModel`: BERT + Wav2Vec2 with per-task adapters (through `adapters`) and per-task heads.
+
+text:   BERT -> pooled [CLS]                                                         (B, H_text)
+speech: frozen conv feature encoder -> Wav2Vec2 transformer -> task projector -> mean over real frames  (B, 256)
+fusion: concat -> dropout -> task classifier                                          (B, num_labels)
+
+Padding: the convolutional feature encoder of group-norm checkpoints (wav2vec2-base, `feat_extract_norm="group"`)
+normalises each channel over the whole time axis, so zero padding would change every frame of a shorter
+utterance. It is therefore run on each utterance alone, at its own length, and the frame features are padded
+afterwards; layer-norm checkpoints normalise each frame on its own and are run batched. The transformer then
+always gets the frame mask (padded frames are zeroed before the positional convolution and masked in
+attention), and pooling averages real frames only, so a padded utterance gets the same vector as alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import adapters
+import torch
+from adapters import DoubleSeqBnConfig, LoRAConfig
+from adapters.context import ForwardContext
+from torch import nn
+from transformers import BertModel, PreTrainedModel, Wav2Vec2Model
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from .configuration import MultimodalEmotionConfig, check_task_name
+from .corpus import EMOTIONS
+from .interfaces import wav2vec2_interface
+
+logger = logging.getLogger(__name__)
+
+
+class _NoInactiveAdapterWarning(logging.Filter):
+    """adapters warns on every forward (and on every set_active_adapters) of a model that has adapters but none
+    active. Here that state is deliberate (a task without adapters, e.g. the fine-tuning strategies' shared head,
+    or switching tasks), so the message is dropped; every other adapters message passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "none are activated for the forward pass" not in record.getMessage()
+
+
+logging.getLogger("adapters.model_mixin").addFilter(_NoInactiveAdapterWarning())
+
+
+class TaskHead(nn.Module):
+    """A task's speech projector and its classifier over [pooled text; pooled projected speech]."""
+
+    def __init__(self, text_size: int, speech_size: int, projector_size: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.projector = nn.Linear(speech_size, projector_size)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(text_size + projector_size, num_labels)
+        for layer in (self.projector, self.classifier):
+            nn.init.normal_(layer.weight, std=0.02)
+            nn.init.zeros_(layer.bias)
+
+
+class MultimodalEmotionModel(PreTrainedModel):
+    """Speech + text emotion classifier with one set of adapters and one head per task.
+
+    Build it with `from_encoders` (from checkpoints, or configs with random weights) and load a saved one with
+    `from_pretrained`. Tasks are added with `add_task`; `set_active_task` chooses the adapters and head a
+    forward pass uses, and `train_task` freezes everything but one task's adapters and head.
+    """
+
+    config_class = MultimodalEmotionConfig
+    base_model_prefix = "kemdy"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    def __init__(
+        self,
+        config: MultimodalEmotionConfig,
+        text_encoder: BertModel | None = None,
+        speech_encoder: Wav2Vec2Model | None = None,
+    ):
+        super().__init__(config)
+        # The encoders get their own config objects: adapters.init() writes adapter state into them.
+        self.text_encoder = text_encoder or BertModel(copy.deepcopy(config.text_config))
+        self.speech_encoder = speech_encoder or Wav2Vec2Model(copy.deepcopy(config.speech_config))
+        if self.speech_encoder.config.add_adapter:
+            raise ValueError("Wav2Vec2 configs with add_adapter=True (its own CTC adapter) are not supported")
+        self.speech_encoder.freeze_feature_encoder()
+        adapters.init(self.text_encoder)
+        adapters.init(self.speech_encoder, interface=wav2vec2_interface(self.speech_encoder.config))
+        self.heads = nn.ModuleDict()
+        for name in config.tasks:
+            self._build_task(name)
+        self.post_init()
+        if config.active_task is not None:
+            self.set_active_task(config.active_task)
+
+    def initialize_weights(self) -> None:
+        # Heads initialise themselves, encoders come initialised (their own constructors) or pretrained, and
+        # adapters are initialised by `adapters`. transformers' default would dispatch BertModel's init to every
+        # module of the encoder not flagged as loaded and so overwrite pretrained weights: nothing is done here.
+        return
+
+    def _init_weights(self, module: nn.Module) -> None:
+        return
+
+    # ------------------------------------------------------------------------------------------ construction
+    @classmethod
+    def from_encoders(
+        cls,
+        text: str = "klue/bert-base",
+        speech: str = "facebook/wav2vec2-base-960h",
+        pretrained: bool = True,
+        tasks: dict[str, list[str]] | None = None,
+        **config_kwargs,
+    ) -> MultimodalEmotionModel:
+        """Builds the model around a BERT and a Wav2Vec2 checkpoint (hub ids or local folders).
+
+        Args:
+            text: BERT checkpoint id or path.
+            speech: Wav2Vec2 checkpoint id or path.
+            pretrained: Load the checkpoints' weights; `False` takes only their configs and initialises the
+                encoders randomly (the `adapter_wo_pretrain` ablation).
+            tasks: Optional `{name: labels}` to add right away, with adapters (labels `None`: the 7 emotions).
+            config_kwargs: Further `MultimodalEmotionConfig` arguments (projector_size, adapter_method, ...).
+        """
+        from transformers import AutoConfig
+
+        if pretrained:
+            text_encoder = BertModel.from_pretrained(text)
+            speech_encoder = Wav2Vec2Model.from_pretrained(speech)
+            text_config, speech_config = text_encoder.config, speech_encoder.config
+        else:
+            text_config, speech_config = AutoConfig.from_pretrained(text), AutoConfig.from_pretrained(speech)
+            text_encoder = speech_encoder = None
+        config = MultimodalEmotionConfig(
+            text_config=text_config,
+            speech_config=speech_config,
+            text_checkpoint=str(text) if pretrained else None,
+            speech_checkpoint=str(speech) if pretrained else None,
+            **config_kwargs,
+        )
+        model = cls(config, text_encoder=text_encoder, speech_encoder=speech_encoder)
+        for name, labels in (tasks or {}).items():
+            model.add_task(name, labels or EMOTIONS)
+        return model
+
+    # ----------------------------------------------------------------------------------------------- tasks
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.config.tasks)
+
+    @property
+    def active_task(self) -> str | None:
+        return self.config.active_task
+
+    def adapter_config(self):
+        """The `adapters` config every task's adapters are created with."""
+        if self.config.adapter_method == "lora":
+            return LoRAConfig(r=self.config.lora_r, alpha=self.config.lora_alpha)
+        return DoubleSeqBnConfig(reduction_factor=self.config.adapter_reduction_factor)
+
+    def _build_task(self, name: str) -> None:
+        spec = self.config.tasks[name]
+        if spec["adapters"]:
+            for encoder in (self.text_encoder, self.speech_encoder):
+                encoder.add_adapter(name, config=self.adapter_config())
+        self.heads[name] = TaskHead(
+            text_size=self.config.text_config.hidden_size,
+            speech_size=self.config.speech_config.hidden_size,
+            projector_size=self.config.projector_size,
+            num_labels=len(spec["labels"]),
+            dropout=self.config.dropout,
+        )
+        # New modules are created on the CPU; follow the rest of the model (not while from_pretrained builds it
+        # on the meta device: moving would send the encoders' buffers there too).
+        reference = next(self.text_encoder.parameters())
+        if reference.device.type != "meta":
+            self.to(device=reference.device)
+
+    def add_task(self, name: str, labels: list[str] | tuple[str, ...] = EMOTIONS, adapters: bool = True) -> None:
+        """Adds a task: its head and, with `adapters=True`, a fresh adapter in every layer of both encoders."""
+        check_task_name(name)
+        if name in self.config.tasks:
+            raise ValueError(f"task {name!r} exists already (tasks: {self.tasks})")
+        if len(set(labels)) != len(labels) or len(labels) < 2:
+            raise ValueError(f"task {name!r} needs at least two distinct labels, got {list(labels)}")
+        taken = {part for key, _ in self.named_parameters() for part in key.split(".")}
+        if name in taken:
+            raise ValueError(f"task name {name!r} collides with a module name of the model")
+        self.config.tasks[name] = {"labels": list(labels), "adapters": adapters}
+        self._build_task(name)
+
+    def task_labels(self, name: str | None = None) -> list[str]:
+        return list(self.config.tasks[self._task(name)]["labels"])
+
+    def _task(self, name: str | None) -> str:
+        name = name or self.config.active_task
+        if name is None:
+            raise ValueError(f"no task given and no active task; call set_active_task (tasks: {self.tasks})")
+        if name not in self.config.tasks:
+            raise KeyError(f"unknown task {name!r}; this model has {self.tasks}")
+        return name
+
+    def set_active_task(self, name: str) -> None:
+        """Uses `name`'s adapters (if it has any) and head in forward passes from now on."""
+        name = self._task(name)
+        active = name if self.config.tasks[name]["adapters"] else None
+        for encoder in (self.text_encoder, self.speech_encoder):
+            encoder.set_active_adapters(active)
+        self.config.active_task = name
+
+    def train_task(self, name: str, full: bool = False) -> None:
+        """Prepares to train one task: only its adapters and head get gradients (`full=True`: also both
+        encoders, except the convolutional feature encoder, which is always frozen). Other heads and
+        other tasks' adapters are frozen either way."""
+        name = self._task(name)
+        self.set_active_task(name)
+        for parameter in self.parameters():
+            parameter.requires_grad = False
+        if self.config.tasks[name]["adapters"]:
+            for encoder in (self.text_encoder, self.speech_encoder):
+                encoder.train_adapter(name)
+        if full:
+            others = {key for task in self.tasks if task != name for key in self.task_parameter_names(task)}
+            for key, parameter in self.named_parameters():
+                if key.startswith(("text_encoder.", "speech_encoder.")) and key not in others:
+                    parameter.requires_grad = True
+            self.speech_encoder.freeze_feature_encoder()
+        for parameter in self.heads[name].parameters():
+            parameter.requires_grad = True
+        self.train()
+
+    def task_parameter_names(self, name: str) -> list[str]:
+        """Names of the parameters that belong to task `name`: its adapters in both encoders and its head."""
+        name = self._task(name)
+        head = f"heads.{name}."
+        return [
+            key for key, _ in self.named_parameters()
+            if key.startswith(head) or (key.startswith(("text_encoder.", "speech_encoder.")) and f".{name}." in key)
+        ]
+
+    # --------------------------------------------------------------------------------------------- forward
+    def speech_frames(
+        self, input_values: torch.Tensor, speech_attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Runs the frozen convolutional feature encoder; returns padded frame features and the frame mask.
+
+        Returns:
+            features (B, T, C) and mask (B, T), True on real frames.
+        """
+        encoder = self.speech_encoder
+        if speech_attention_mask is None:
+            speech_attention_mask = torch.ones_like(input_values, dtype=torch.long)
+        lengths = speech_attention_mask.sum(-1)
+        frame_lengths = encoder._get_feat_extract_output_lengths(lengths).long()
+        with torch.no_grad():
+            if encoder.config.feat_extract_norm == "group":
+                # Group norm spans the time axis: run each utterance alone (see the module docstring).
+                pieces = [encoder.feature_extractor(values[None, : int(n)])[0] for values, n in zip(input_values, lengths)]
+                width = max(piece.shape[-1] for piece in pieces)
+                features = input_values.new_zeros(len(pieces), pieces[0].shape[0], width)
+                for i, piece in enumerate(pieces):
+                    features[i, :, : piece.shape[-1]] = piece
+            else:
+                features = encoder.feature_extractor(input_values)  # (B, C, T)
+        features = features.transpose(1, 2)  # (B, T, C)
+        mask = torch.arange(features.shape[1], device=features.device)[None, :] < frame_lengths[:, None]
+        return features, mask
+
+    def encode_speech(
+        self, input_values: torch.Tensor, speech_attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Wav2Vec2 last hidden states (B, T, H) with the active adapters, and the frame mask (B, T)."""
+        features, mask = self.speech_frames(input_values, speech_attention_mask)
+        encoder = self.speech_encoder
+        # Calling submodules directly skips the forward() that adapters wraps: open its context ourselves.
+        with ForwardContext(encoder):
+            hidden, _ = encoder.feature_projection(features)
+            hidden = encoder._mask_hidden_states(hidden, attention_mask=mask)  # SpecAugment, training only
+            hidden = encoder.encoder(hidden, attention_mask=mask).last_hidden_state
+        return hidden, mask
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        input_values: torch.Tensor | None = None,
+        speech_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        task: str | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        """Logits (B, num_labels) of `task` (default: the active task); a cross-entropy loss if `labels` given."""
+        if input_values is None:
+            raise ValueError("input_values (the 16 kHz waveform batch) is required")
+        task = self._task(task)
+        if task != self.config.active_task:
+            self.set_active_task(task)
+        head = self.heads[task]
+        text = self.text_encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).pooler_output  # (B, H_text)
+        hidden, mask = self.encode_speech(input_values, speech_attention_mask)  # (B, T, H_speech), (B, T)
+        projected = head.projector(hidden)  # (B, T, P)
+        weights = mask.unsqueeze(-1).to(projected.dtype)
+        speech = (projected * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, P)
+        logits = head.classifier(head.dropout(torch.cat([text, speech], dim=-1)))  # (B, num_labels)
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    # ----------------------------------------------------------------------------------------------- export
+    def save_task(self, save_directory, name: str | None = None):
+        """Writes only task `name`'s adapters and head (safetensors) and what rebuilds them; see `export.py`."""
+        from .export import save_task
+
+        return save_task(self, save_directory, self._task(name))
+
+    def load_task(self, directory, name: str | None = None) -> str:
+        """Adds a task saved with `save_task` (a local folder) to this model; returns its name."""
+        from .export import load_task
+
+        return load_task(self, directory, name=name)
+
+    def parameter_report(self, name: str | None = None) -> dict:
+        """Trainable parameters of a task (its adapters and head), their share of the model, and export bytes."""
+        from .export import parameter_report
+
+        return parameter_report(self, self._task(name))

