@@ -255,7 +255,8 @@ class MultimodalEmotionModel(PreTrainedModel):
         with torch.no_grad():
             if encoder.config.feat_extract_norm == "group":
                 # Group norm spans the time axis: run each utterance alone (see the module docstring).
-                pieces = [encoder.feature_extractor(values[None, : int(n)])[0] for values, n in zip(input_values, lengths)]
+                extract = encoder.feature_extractor
+                pieces = [extract(values[None, : int(n)])[0] for values, n in zip(input_values, lengths)]
                 width = max(piece.shape[-1] for piece in pieces)
                 features = input_values.new_zeros(len(pieces), pieces[0].shape[0], width)
                 for i, piece in enumerate(pieces):
