@@ -73,6 +73,32 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(argv: list[str]) -> int:
+    """`kemdy-adapters train`: one strategy over one task order and fold (flags or one YAML/JSON file)."""
+    from .continual import ContinualRun
+    from .training_args import parse_arguments
+
+    model_args, data_args, args = parse_arguments(argv)
+    results = ContinualRun(model_args, data_args, args).run()
+    if args.process_index == 0:
+        print(format_matrix(results))
+    return 0
+
+
+def format_matrix(results: dict) -> str:
+    """The score matrices of one run as text: rows = after training task i, columns = scored on task j."""
+    order = results["order"]
+    lines = [f"{results['strategy']} fold {results['fold']} {' -> '.join(order)}"]
+    for metric in ("weighted_f1", "macro_f1", "uar"):
+        lines.append(f"  {metric:<12}" + "".join(f"{task:>10}" for task in order))
+        for task, row in zip(order, results["matrix"][metric]):
+            cells = "".join(f"{value:>10.3f}" if value is not None else f"{'-':>10}" for value in row)
+            lines.append(f"  after {task:<6}" + cells)
+        summary = results["summary"][metric]
+        lines.append("  " + ", ".join(f"{key} {value:.3f}" for key, value in summary.items() if value is not None))
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kemdy-adapters",
@@ -95,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--cache-dir", default=None, help="datasets cache folder")
     inspect.set_defaults(func=_inspect)
 
+    commands.add_parser(
+        "train", add_help=False,
+        help="one continual run: a strategy over a task order and fold (flags, or a YAML/JSON file; train --help)",
+    )
+
     demo = commands.add_parser("demo", help="the main job on the built-in sample corpus")
     demo.add_argument("--output", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--seed", type=int, default=0)
@@ -103,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "train":
+        # HfArgumentParser owns these flags (and their --help).
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        return _train(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -47,6 +47,10 @@ class MultimodalEmotionConfig(PretrainedConfig):
             weights; recorded so a shared task can name the base it needs.
         speech_checkpoint: The same for the speech encoder.
         active_task: The task whose adapters and head a forward pass uses by default.
+        speech_layerdrop: Wav2Vec2 LayerDrop probability during training (the checkpoint's own value is
+            overridden). Off by default: it skips whole layers, and with them their adapters, at random, which
+            distributed training without unused-parameter detection cannot handle (ranks would skip different
+            layers and wait for each other forever).
     """
 
     model_type = "kemdy_multimodal_emotion"
@@ -65,6 +69,7 @@ class MultimodalEmotionConfig(PretrainedConfig):
         text_checkpoint: str | None = None,
         speech_checkpoint: str | None = None,
         active_task: str | None = None,
+        speech_layerdrop: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -85,6 +90,7 @@ class MultimodalEmotionConfig(PretrainedConfig):
         self.text_checkpoint = text_checkpoint
         self.speech_checkpoint = speech_checkpoint
         self.active_task = active_task
+        self.speech_layerdrop = speech_layerdrop
 
     @property
     def default_labels(self) -> list[str]:

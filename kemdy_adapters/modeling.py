@@ -70,6 +70,10 @@ class MultimodalEmotionModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
+    # adapters keeps a second reference to BERT's word embeddings for prompt tuning; the tensor is saved under
+    # its own name, so the alias is neither saved nor expected when loading.
+    _keys_to_ignore_on_save = ["text_encoder.prompt_tuning.base_model_embeddings.weight"]
+    _keys_to_ignore_on_load_missing = [r"text_encoder\.prompt_tuning\.base_model_embeddings\.weight"]
 
     def __init__(
         self,
@@ -84,6 +88,7 @@ class MultimodalEmotionModel(PreTrainedModel):
         if self.speech_encoder.config.add_adapter:
             raise ValueError("Wav2Vec2 configs with add_adapter=True (its own CTC adapter) are not supported")
         self.speech_encoder.freeze_feature_encoder()
+        self.speech_encoder.config.layerdrop = config.speech_layerdrop
         adapters.init(self.text_encoder)
         adapters.init(self.speech_encoder, interface=wav2vec2_interface(self.speech_encoder.config))
         self.heads = nn.ModuleDict()
@@ -290,7 +295,6 @@ class MultimodalEmotionModel(PreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         task: str | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> SequenceClassifierOutput:
         """Logits (B, num_labels) of `task` (default: the active task); a cross-entropy loss if `labels` given."""
         if input_values is None:

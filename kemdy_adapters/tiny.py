@@ -22,8 +22,12 @@ from transformers import (
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def tiny_text_config(vocab_size: int = 128, hidden_size: int = 32, layers: int = 2) -> BertConfig:
+def tiny_text_config(
+    vocab_size: int = 128, hidden_size: int = 32, layers: int = 2, dropout: float = 0.1
+) -> BertConfig:
     return BertConfig(
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
         vocab_size=vocab_size,
         hidden_size=hidden_size,
         num_hidden_layers=layers,
@@ -33,13 +37,21 @@ def tiny_text_config(vocab_size: int = 128, hidden_size: int = 32, layers: int =
     )
 
 
-def tiny_speech_config(norm: str = "group", hidden_size: int = 32, layers: int = 2) -> Wav2Vec2Config:
+def tiny_speech_config(
+    norm: str = "group", hidden_size: int = 32, layers: int = 2, dropout: float = 0.1
+) -> Wav2Vec2Config:
     """A small Wav2Vec2: 3 conv layers (20 ms hop, like the real 320-sample stride but shallower).
 
     Args:
         norm: `"group"` (post-LN, like wav2vec2-base) or `"layer"` (pre-LN, like large-lv60 / XLS-R).
+        dropout: Every dropout probability of the encoder.
     """
     return Wav2Vec2Config(
+        hidden_dropout=dropout,
+        activation_dropout=dropout,
+        attention_dropout=dropout,
+        feat_proj_dropout=dropout,
+        final_dropout=dropout,
         hidden_size=hidden_size,
         num_hidden_layers=layers,
         num_attention_heads=4,
@@ -83,7 +95,8 @@ def save_tiny_tokenizer(folder: str | Path, texts: list[str], size: int = 512) -
 
 
 def save_tiny_encoders(
-    folder: str | Path, texts: list[str] | None = None, speech_norm: str = "group", seed: int = 0
+    folder: str | Path, texts: list[str] | None = None, speech_norm: str = "group", seed: int = 0,
+    dropout: float = 0.1,
 ) -> tuple[Path, Path]:
     """Writes `folder/text` (tiny BERT + tokenizer) and `folder/speech` (tiny Wav2Vec2 + feature extractor).
 
@@ -96,8 +109,8 @@ def save_tiny_encoders(
     texts = texts or ["b/ 오늘 날씨가 좋아", "화가 나", "TV에서 봤어요"]
     tokenizer = save_tiny_tokenizer(folder / "text", texts)
     torch.manual_seed(seed)
-    BertModel(tiny_text_config(vocab_size=len(tokenizer))).save_pretrained(folder / "text")
-    speech_config = tiny_speech_config(speech_norm)
+    BertModel(tiny_text_config(vocab_size=len(tokenizer), dropout=dropout)).save_pretrained(folder / "text")
+    speech_config = tiny_speech_config(speech_norm, dropout=dropout)
     Wav2Vec2Model(speech_config).save_pretrained(folder / "speech")
     Wav2Vec2FeatureExtractor(
         feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,

@@ -11,7 +11,7 @@ import pytest
 
 from kemdy_adapters.cli import build_parser, main
 
-COMMANDS = ["sample-corpus", "inspect", "demo"]
+COMMANDS = ["sample-corpus", "inspect", "train", "demo"]
 
 
 def test_console_script_help():
@@ -28,7 +28,8 @@ def test_command_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
-    assert "usage: kemdy-adapters " + command in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "usage: kemdy-adapters " + command in out
 
 
 def test_parser_lists_every_command():

@@ -1,0 +1,126 @@
+"""From a loaded corpus to model inputs: session folds, tokenisation and waveform preparation once with
+`Dataset.map` (cached by `datasets`), and the collator that pads text and speech into batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+
+from .folds import split_by_sessions
+from .hf_dataset import load_kemdy
+
+MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "input_values", "labels")
+
+
+@dataclass
+class MultimodalProcessor:
+    """Turns dataset rows into model inputs: WordPiece ids (truncated) and a normalised, cropped 16 kHz waveform.
+
+    Args:
+        tokenizer: The text encoder's tokenizer.
+        max_text_length: Token limit (256 in the reference method).
+        max_speech_seconds: Speech is cropped to its first `max_speech_seconds` (5 s in the reference).
+        normalize: Zero-mean, unit-variance waveform per utterance, as Wav2Vec2FeatureExtractor(do_normalize)
+            does for wav2vec2-base-960h and most Wav2Vec2 checkpoints.
+    """
+
+    tokenizer: object
+    max_text_length: int = 256
+    max_speech_seconds: float = 5.0
+    normalize: bool = True
+    sampling_rate: int = 16000
+
+    def speech(self, array) -> np.ndarray:
+        values = np.asarray(array, dtype=np.float32)[: int(self.max_speech_seconds * self.sampling_rate)]
+        if self.normalize:
+            values = (values - values.mean()) / np.sqrt(values.var() + 1e-7)
+        return values
+
+    def __call__(self, batch: dict) -> dict:
+        encoded = self.tokenizer(batch["text"], truncation=True, max_length=self.max_text_length)
+        speech = [self.speech(audio["array"]) for audio in batch["audio"]]
+        return {
+            **{key: encoded[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoded},
+            "input_values": speech,
+            "labels": batch["label"],
+            "length": [len(values) for values in speech],
+        }
+
+    @classmethod
+    def from_checkpoints(cls, text_checkpoint: str, speech_checkpoint: str | None = None, **kwargs):
+        """The tokenizer of `text_checkpoint` and the normalisation setting of `speech_checkpoint`'s feature
+        extractor (normalise when it has none)."""
+        from transformers import AutoTokenizer, Wav2Vec2FeatureExtractor
+
+        tokenizer = AutoTokenizer.from_pretrained(text_checkpoint)
+        normalize = True
+        if speech_checkpoint is not None:
+            try:
+                normalize = Wav2Vec2FeatureExtractor.from_pretrained(speech_checkpoint).do_normalize
+            except OSError:
+                pass
+        return cls(tokenizer=tokenizer, normalize=normalize, **kwargs)
+
+
+def prepare(
+    dataset: datasets.Dataset, processor: MultimodalProcessor, num_proc: int | None = None
+) -> datasets.Dataset:
+    """Model inputs for every row, keeping `id`, `session` and `label`; computed once and cached by `datasets`."""
+    if -1 in dataset.unique("label"):
+        raise ValueError("the dataset holds multi-label rows (label -1); load the single_label config to train")
+    keep = {"id", "session", "label"}
+    return dataset.map(
+        processor,
+        batched=True,
+        batch_size=64,
+        num_proc=num_proc,
+        remove_columns=[column for column in dataset.column_names if column not in keep],
+        desc="tokenising and preparing speech",
+    )
+
+
+def load_task_splits(
+    task: str,
+    data_dir: str | Path,
+    fold: int,
+    processor: MultimodalProcessor,
+    cache_dir: str | None = None,
+    n_folds: int = 5,
+    fold_seed: int = 12,
+) -> datasets.DatasetDict:
+    """Loads corpus `task` (`kemdy19` / `kemdy20`) and returns fold `fold`'s train/validation/test inputs."""
+    dataset = load_kemdy(task, data_dir, cache_dir=cache_dir)
+    splits = split_by_sessions(dataset, fold, n_splits=n_folds, seed=fold_seed)
+    return datasets.DatasetDict({name: prepare(split, processor) for name, split in splits.items()})
+
+
+@dataclass
+class MultimodalCollator:
+    """Pads token ids with the tokenizer and waveforms with zeros, with `speech_attention_mask` for the latter."""
+
+    tokenizer: object
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        text_keys = [key for key in ("input_ids", "attention_mask", "token_type_ids") if key in features[0]]
+        batch = self.tokenizer.pad(
+            [{key: feature[key] for key in text_keys} for feature in features],
+            padding=True,
+            pad_to_multiple_of=self.pad_to_multiple_of,
+            return_tensors="pt",
+        )
+        lengths = [len(feature["input_values"]) for feature in features]
+        values = torch.zeros(len(features), max(lengths))
+        mask = torch.zeros(len(features), max(lengths), dtype=torch.long)
+        for i, feature in enumerate(features):
+            values[i, : lengths[i]] = torch.as_tensor(feature["input_values"], dtype=torch.float32)
+            mask[i, : lengths[i]] = 1
+        batch["input_values"] = values
+        batch["speech_attention_mask"] = mask
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([feature["labels"] for feature in features], dtype=torch.long)
+        return dict(batch)

@@ -1,0 +1,76 @@
+"""Scores of one evaluation (accuracy, weighted/macro F1, UAR, confusion) and of a continual run's score matrix.
+
+The score matrix R has one row per training step and one column per task: `R[i][j]` is the score on task j
+after training task i (`None` where a task cannot be scored yet, e.g. a per-task head not learned yet). From it,
+following Avalanche's definitions (ContinualAI/avalanche, `avalanche.evaluation.metrics`):
+- `average`: the mean of the last row (every task, after the whole sequence);
+- `forgetting` of task j: its score right after it was learned minus its score after the last task, averaged
+  over every task but the last;
+- `bwt` (backward transfer): the negative of forgetting, i.e. final minus just-learned, averaged the same way.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
+
+METRICS = ("weighted_f1", "macro_f1", "uar", "accuracy")
+
+
+def classification_scores(predictions, references) -> dict[str, float]:
+    """Scores of class predictions against references (integer class ids).
+
+    `micro_f1` equals `accuracy` for single-label classification; it is kept under its own name because the
+    reference method selected its epochs by "micro F1". Macro F1 and UAR (unweighted average recall, the mean
+    of per-class recalls) average over the classes present in the references or predictions (sklearn's
+    default), so a class absent from both does not count as a zero.
+    """
+    predictions, references = np.asarray(predictions), np.asarray(references)
+    if predictions.shape != references.shape or predictions.ndim != 1:
+        raise ValueError(f"predictions {predictions.shape} and references {references.shape} must be equal 1-D")
+    if len(references) == 0:
+        raise ValueError("no references to score")
+    present = np.unique(references)
+    return {
+        "accuracy": float(accuracy_score(references, predictions)),
+        "micro_f1": float(f1_score(references, predictions, average="micro")),
+        "weighted_f1": float(f1_score(references, predictions, average="weighted", zero_division=0)),
+        "macro_f1": float(f1_score(references, predictions, average="macro", zero_division=0)),
+        "uar": float(recall_score(references, predictions, labels=present, average="macro", zero_division=0)),
+    }
+
+
+def confusion(predictions, references, num_labels: int) -> list[list[int]]:
+    """Confusion counts, rows = reference class, columns = predicted class."""
+    return confusion_matrix(references, predictions, labels=list(range(num_labels))).tolist()
+
+
+def _defined(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def matrix_summary(matrix: list[list[float | None]]) -> dict[str, float | None]:
+    """Average after the last task, backward transfer and forgetting of a square score matrix."""
+    size = len(matrix)
+    if size == 0 or any(len(row) != size for row in matrix):
+        raise ValueError(f"the score matrix must be square, got {[len(row) for row in matrix]}")
+    last = [value for value in matrix[-1] if _defined(value)]
+    drops = [
+        matrix[j][j] - matrix[-1][j] for j in range(size - 1) if _defined(matrix[j][j]) and _defined(matrix[-1][j])
+    ]
+    forgetting = float(np.mean(drops)) if drops else None
+    return {
+        "average": float(np.mean(last)) if last else None,
+        "bwt": 0.0 - forgetting if forgetting is not None else None,
+        "forgetting": forgetting,
+    }
+
+
+def compute_metrics(eval_prediction) -> dict[str, float]:
+    """A `Trainer` `compute_metrics`: class scores from logits."""
+    logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    return classification_scores(np.argmax(logits, axis=-1), labels)

@@ -1,0 +1,136 @@
+"""Arguments of a continual run: the model, the data, and `ContinualTrainingArguments(TrainingArguments)`.
+
+All three are dataclasses parsed by `HfArgumentParser` from command-line flags or a YAML/JSON file
+(`parse_arguments`). Defaults follow the reference method: lr 1e-5, batch 8, 40 epochs, class-balanced
+sampling, EWC lambda 5000, text truncated at 256 tokens, speech cropped at 5 s, the epoch with the best
+validation micro F1 kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser, TrainingArguments
+
+from .corpus import CORPORA
+
+STRATEGIES = ("task_a", "finetune", "ewc", "adapter", "adapter_wo_pretrain")
+SELECTION_METRICS = ("micro_f1", "accuracy", "weighted_f1", "macro_f1", "uar", "loss")
+SHARED_HEAD = "shared"
+"""The head name the fine-tuning strategies (task_a, finetune, ewc) train on every task."""
+
+
+@dataclass
+class ModelArguments:
+    """The encoders and the adapters."""
+
+    text_model: str = field(default="klue/bert-base", metadata={"help": "BERT checkpoint id or local folder"})
+    speech_model: str = field(
+        default="facebook/wav2vec2-base-960h", metadata={"help": "Wav2Vec2 checkpoint id or local folder"}
+    )
+    adapter_method: str = field(default="houlsby", metadata={"help": "houlsby (double_seq_bn) or lora"})
+    adapter_reduction_factor: int = field(default=12, metadata={"help": "hidden size / bottleneck (12: 64 at 768)"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank (adapter_method=lora)"})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (adapter_method=lora)"})
+    projector_size: int = field(default=256, metadata={"help": "per-task speech projection size"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout before the classifier"})
+
+
+@dataclass
+class DataArguments:
+    """Where the corpora are and how they are cut into model inputs."""
+
+    data_dir: str = field(
+        default=None,
+        metadata={"help": "folder holding KEMDy19/ and KEMDy20_v1_1/ (or pass --kemdy19_dir / --kemdy20_dir)"},
+    )
+    kemdy19_dir: str = field(default=None, metadata={"help": "the unpacked KEMDy19 folder (overrides data_dir)"})
+    kemdy20_dir: str = field(default=None, metadata={"help": "the unpacked KEMDy20_v1_1 folder (overrides data_dir)"})
+    fold: int = field(default=0, metadata={"help": "session fold, 0..n_folds-1"})
+    n_folds: int = field(default=5, metadata={"help": "session folds (5 in the reference protocol)"})
+    fold_seed: int = field(default=12, metadata={"help": "KFold random_state (12 in the reference protocol)"})
+    max_text_length: int = field(default=256, metadata={"help": "token limit"})
+    max_speech_seconds: float = field(default=5.0, metadata={"help": "speech crop (seconds from the start)"})
+    dataset_cache_dir: str = field(default=None, metadata={"help": "datasets cache folder"})
+
+    def corpus_dir(self, task: str) -> str:
+        specific = getattr(self, f"{task}_dir", None)
+        if specific:
+            return specific
+        if not self.data_dir:
+            raise ValueError(f"no data for task {task!r}: pass --data_dir or --{task}_dir")
+        return self.data_dir
+
+
+@dataclass
+class ContinualTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the continual-learning settings.
+
+    The task loop creates one `Trainer` per task with these arguments (output_dir set per task), so no
+    optimizer, scheduler or best-model state leaks from one task to the next.
+    """
+
+    # --- continual learning
+    tasks: list[str] = field(
+        default_factory=lambda: ["kemdy19", "kemdy20"], metadata={"help": "the tasks (corpora) in training order"}
+    )
+    strategy: str = field(default="adapter", metadata={"help": f"one of {', '.join(STRATEGIES)}"})
+    ewc_lambda: float = field(default=5000.0, metadata={"help": "EWC penalty weight (strategy ewc)"})
+    ewc_gamma: float = field(default=1.0, metadata={"help": "online EWC decay of earlier Fisher information"})
+    fisher_samples: int = field(default=2000, metadata={"help": "training utterances used to estimate the Fisher"})
+    fisher_batch_size: int = field(default=1, metadata={"help": "batch size of the Fisher estimate (1: exact)"})
+    class_balanced_sampling: bool = field(
+        default=True, metadata={"help": "draw training utterances with inverse class frequency (as the reference)"}
+    )
+    selection_metric: str = field(
+        default="micro_f1", metadata={"help": f"validation metric that picks the kept epoch: {SELECTION_METRICS}"}
+    )
+    keep_checkpoints: bool = field(
+        default=False, metadata={"help": "keep the Trainer checkpoints of a finished task (they are large)"}
+    )
+
+    # --- reference defaults for inherited fields
+    output_dir: str = field(default="runs/train", metadata={"help": "run folder"})
+    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate"})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "batch size per device"})
+    per_device_eval_batch_size: int = field(default=8, metadata={"help": "evaluation batch size per device"})
+    num_train_epochs: float = field(default=40.0, metadata={"help": "epochs per task"})
+    eval_strategy: str = field(default="epoch", metadata={"help": "validate every epoch (model selection)"})
+    save_strategy: str = field(default="epoch", metadata={"help": "checkpoint every epoch (resume)"})
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept per task (best + last)"})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "keep the best validation epoch"})
+    logging_strategy: str = field(default="epoch", metadata={"help": "log every epoch"})
+    report_to: str = field(default="none", metadata={"help": "experiment trackers"})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "data loading processes"})
+    ddp_find_unused_parameters: bool = field(
+        default=False, metadata={"help": "frozen parameters are excluded from DDP, nothing is unused"}
+    )
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.selection_metric not in SELECTION_METRICS:
+            raise ValueError(f"unknown selection_metric {self.selection_metric!r}; choose one of {SELECTION_METRICS}")
+        unknown = [task for task in self.tasks if task not in CORPORA]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; the tasks are corpora: {list(CORPORA)}")
+        if len(set(self.tasks)) != len(self.tasks) or not self.tasks:
+            raise ValueError(f"tasks must be distinct and not empty, got {self.tasks}")
+        self.metric_for_best_model = self.selection_metric
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # nothing to pin to; avoids a warning per DataLoader
+        self.greater_is_better = self.selection_metric != "loss"
+        super().__post_init__()
+
+
+def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, ContinualTrainingArguments]:
+    """Parses flags, or a single YAML/JSON file (optionally followed by no other argument)."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, ContinualTrainingArguments), prog="kemdy-adapters train")
+    if argv and len(argv) == 1 and Path(argv[0]).suffix in {".yaml", ".yml", ".json"}:
+        path = Path(argv[0]).resolve()
+        if path.suffix == ".json":
+            return parser.parse_json_file(str(path))
+        return parser.parse_yaml_file(str(path))
+    return parser.parse_args_into_dataclasses(args=argv)
