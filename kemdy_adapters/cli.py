@@ -54,23 +54,17 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .hf_dataset import load_kemdy
-    from .sample_corpus import SampleCorpusConfig, write_sample_corpus
+    from .demo import run_demo
 
-    output = Path(args.output)
-    corpus_dir = output / "sample_corpus"
-    start = time.time()
-    if (corpus_dir / "manifest.json").exists():
-        print(f"[demo] using the sample corpus already in {corpus_dir}")
-    else:
-        print(f"[demo] generating the sample corpus in {corpus_dir} (generated data, not KEMDy)")
-        write_sample_corpus(corpus_dir, SampleCorpusConfig(seed=args.seed))
-    for corpus in ("kemdy19", "kemdy20"):
-        print(f"[demo] loading {corpus} through dataset_scripts/{corpus} (datasets loading script)")
-        dataset = load_kemdy(corpus, corpus_dir, cache_dir=str(output / "hf_cache"))
-        print("[demo] " + _summarise(corpus, dataset))
-    print(f"[demo] done in {time.time() - start:.1f} s")
+    run_demo(args.output, folds=tuple(args.folds), epochs=args.epochs, seed=args.seed)
     return 0
+
+
+def _benchmark(argv: list[str]) -> int:
+    """`kemdy-adapters benchmark`: strategies x folds x orders (flags or one YAML/JSON file)."""
+    from .benchmark import main
+
+    return main(argv)
 
 
 def _train(argv: list[str]) -> int:
@@ -122,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(func=_inspect)
 
     commands.add_parser(
+        "benchmark", add_help=False,
+        help="the whole protocol: strategies x session folds x task orders, with the report (benchmark --help)",
+    )
+    commands.add_parser(
         "train", add_help=False,
         help="one continual run: a strategy over a task order and fold (flags, or a YAML/JSON file; train --help)",
     )
@@ -129,16 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the main job on the built-in sample corpus")
     demo.add_argument("--output", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--folds", type=int, nargs="+", default=[0, 1], help="session folds to run (default: 0 1)")
+    demo.add_argument("--epochs", type=int, default=8, help="epochs per task (default: 8)")
     demo.set_defaults(func=_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "train":
+    if argv and argv[0] in ("train", "benchmark"):
         # HfArgumentParser owns these flags (and their --help).
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        return _train(argv[1:])
+        return (_train if argv[0] == "train" else _benchmark)(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 import torch.distributed as dist
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -114,11 +113,13 @@ class ContinualRun:
 
     # ------------------------------------------------------------------------------------------ model state
     def _fresh_model(self) -> MultimodalEmotionModel:
+        # Seeded: random weights (adapter_wo_pretrain, or any a checkpoint lacks, e.g. an MLM-only BERT's pooler)
+        # must be the same in every process and on every rerun.
+        set_seed(self.args.seed)
         if self.strategy != "adapter_wo_pretrain":
             return build_model(self.model_args, self.strategy)
         base = self.output / "base"
         if not (base / "config.json").exists():
-            torch.manual_seed(self.args.seed)
             model = build_model(self.model_args, self.strategy)
             if _is_main(self.args):
                 model.save_pretrained(base)
@@ -224,7 +225,8 @@ class ContinualRun:
         if _is_main(self.args):
             write_json(folder / "scores.json", {
                 "task": task, "head": head, "scores": scores, "best_epoch": best_epoch,
-                "train_seconds": train_seconds, "trainable_parameters": trainable, "export_bytes": export_bytes})
+                "train_seconds": train_seconds, "trainable_parameters": trainable, "export_bytes": export_bytes,
+                "log_history": trainer.state.log_history})
             if not self.args.keep_checkpoints:
                 shutil.rmtree(args.output_dir, ignore_errors=True)
             if index > 0 and self.strategy in ("finetune", "ewc"):

@@ -518,3 +518,19 @@ def write_sample_corpus(output: str | Path, config: SampleCorpusConfig | None = 
 
 def load_manifest(output: str | Path) -> dict:
     return json.loads((Path(output) / "manifest.json").read_text(encoding="utf-8"))
+
+
+def synthetic_utterances(count: int, seed: int) -> list[dict]:
+    """`count` utterances from both generated corpora, in memory (no files, no labels used by callers that
+    pretrain): the demo's stand-in for the unlabelled speech and text real encoders are pretrained on."""
+    writer = _Writer(SampleCorpusConfig(seed=seed))
+    utterances = []
+    for index in range(count):
+        corpus = CORPORA_ORDER[index % 2]
+        female = writer.rng.random() < 0.5
+        base_f0 = float(writer.rng.uniform(185, 235) if female else writer.rng.uniform(95, 135))
+        utterances.append(writer.utterance(corpus, base_f0))
+    return utterances
+
+
+CORPORA_ORDER = ("kemdy19", "kemdy20")

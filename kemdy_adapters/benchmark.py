@@ -1,0 +1,319 @@
+"""`kemdy-adapters benchmark`: every chosen strategy x session fold x task order, aggregated into one report.
+
+Output folder (`--output_dir`):
+    results.json   the contract read by tests and tools (written atomically after every finished cell)
+    results.md     the reference paper's table shape, plasticity, BWT/forgetting (see report.py)
+    figures/       confusion matrices, forgetting chart, score-matrix heatmaps (PNG)
+    runs/<strategy>/fold<k>/<task>-<task>/   one continual run per cell: exports, scores, logs
+Re-running the same command skips finished cells and resumes an interrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .continual import ContinualRun
+from .data import MultimodalProcessor, load_task_splits
+from .metrics import METRICS
+from .storage import read_json, write_json
+from .training_args import STRATEGIES, ContinualTrainingArguments, DataArguments, ModelArguments
+
+logger = logging.getLogger(__name__)
+
+PUBLISHED = {
+    "description": "published reference numbers (weighted F1, KEMDy19 <-> KEMDy20, real corpora, base encoders; "
+    "github.com/WoongheeLee/continual_erc_etri)",
+    "weighted_f1": {
+        "kemdy19": {"task_a": 0.704, "finetune": 0.525, "ewc": 0.600, "adapter": 0.681, "adapter_wo_pretrain": 0.511},
+        "kemdy20": {"task_a": 0.871, "finetune": 0.766, "ewc": 0.762, "adapter": 0.848, "adapter_wo_pretrain": 0.834},
+    },
+}
+
+
+@dataclass
+class BenchmarkArguments:
+    """Which cells to run. Model, data and training settings come from the other argument groups."""
+
+    strategies: list[str] = field(default_factory=lambda: list(STRATEGIES), metadata={"help": "strategies to run"})
+    folds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4], metadata={"help": "session folds to run"})
+    orders: list[str] = field(
+        default_factory=lambda: ["kemdy19,kemdy20", "kemdy20,kemdy19"],
+        metadata={"help": "task orders, each comma-separated (task_a runs once per fold, in the first order)"},
+    )
+    strategy_overrides: str = field(
+        default=None,
+        metadata={"help": 'per-strategy TrainingArguments as JSON, e.g. {"adapter": {"learning_rate": 1e-4}}'},
+    )
+    figures: bool = field(default=True, metadata={"help": "draw the PNG figures"})
+    note: str = field(default=None, metadata={"help": "a sentence printed at the top of results.md"})
+
+    def __post_init__(self):
+        unknown = [name for name in self.strategies if name not in STRATEGIES]
+        if unknown:
+            raise ValueError(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
+        if isinstance(self.strategy_overrides, str):
+            self.strategy_overrides = json.loads(self.strategy_overrides)
+        self.strategy_overrides = self.strategy_overrides or {}
+        for name in self.strategy_overrides:
+            if name not in STRATEGIES:
+                raise ValueError(f"strategy_overrides names an unknown strategy {name!r}")
+
+    def order_lists(self) -> list[list[str]]:
+        return [[task.strip() for task in order.split(",")] if isinstance(order, str) else list(order)
+                for order in self.orders]
+
+
+def order_key(order: list[str]) -> str:
+    return ">".join(order)
+
+
+def environment(args: ContinualTrainingArguments) -> dict:
+    import adapters
+    import datasets
+    import torch
+    import transformers
+
+    from . import __version__
+
+    return {
+        "kemdy_adapters": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "adapters": adapters.__version__,
+        "datasets": datasets.__version__,
+        "device": str(args.device),
+        "processes": args.world_size,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+class Benchmark:
+    """Runs the cells in order (fold, then strategy, then order) and rewrites the report after each."""
+
+    def __init__(self, bench: BenchmarkArguments, model_args: ModelArguments, data_args: DataArguments,
+                 args: ContinualTrainingArguments):
+        self.bench, self.model_args, self.data_args, self.args = bench, model_args, data_args, args
+        self.output = Path(args.output_dir)
+        self.orders = bench.order_lists()
+        tasks = {task for order in self.orders for task in order}
+        if any(sorted(order) != sorted(tasks) for order in self.orders):
+            raise ValueError(f"every order must hold the same tasks, got {self.orders}")
+        self.tasks = sorted(tasks)
+        self.cells = [
+            (strategy, fold, order)
+            for fold in bench.folds
+            for strategy in bench.strategies
+            for order in (self.orders[:1] if strategy == "task_a" else self.orders)
+        ]
+        self._processor = None
+        self._data: dict[int, dict] = {}
+
+    def cell_dir(self, strategy: str, fold: int, order: list[str]) -> Path:
+        return self.output / "runs" / strategy / f"fold{fold}" / "-".join(order)
+
+    def _fold_data(self, fold: int) -> dict:
+        """Each fold's prepared splits, loaded once and shared by every strategy and order. Cells run fold by
+        fold, so only the current fold is kept in memory."""
+        if fold not in self._data:
+            if self._processor is None:
+                self._processor = MultimodalProcessor.from_checkpoints(
+                    self.model_args.text_model, self.model_args.speech_model,
+                    max_text_length=self.data_args.max_text_length,
+                    max_speech_seconds=self.data_args.max_speech_seconds)
+            with self.args.main_process_first(desc="loading and preparing the corpora"):
+                self._data = {fold: {
+                    task: load_task_splits(task, self.data_args.corpus_dir(task), fold, self._processor,
+                                           cache_dir=self.data_args.dataset_cache_dir, n_folds=self.data_args.n_folds,
+                                           fold_seed=self.data_args.fold_seed)
+                    for task in self.tasks
+                }}
+        return self._data[fold]
+
+    def _cell_args(self, strategy: str, fold: int, order: list[str]):
+        args = copy.deepcopy(self.args)
+        args.strategy = strategy
+        args.tasks = list(order)
+        args.output_dir = str(self.cell_dir(strategy, fold, order))
+        for key, value in self.bench.strategy_overrides.get(strategy, {}).items():
+            if not hasattr(args, key):
+                raise ValueError(f"strategy_overrides[{strategy!r}] sets unknown argument {key!r}")
+            setattr(args, key, value)
+        data_args = copy.deepcopy(self.data_args)
+        data_args.fold = fold
+        return data_args, args
+
+    def run(self) -> dict:
+        started, ran = time.time(), 0
+        total = len(self.cells)
+        for position, (strategy, fold, order) in enumerate(self.cells, start=1):
+            folder = self.cell_dir(strategy, fold, order)
+            label = f"[{position}/{total}] {strategy} fold {fold} {'->'.join(task.upper() for task in order)}"
+            if (folder / "results.json").exists():
+                self._say(f"{label}: done already, skipped")
+                continue
+            elapsed = time.time() - started
+            remaining = total - position + 1
+            estimate = f", about {_duration(elapsed / ran * remaining)} left" if ran else ""
+            self._say(f"{label} (elapsed {_duration(elapsed)}{estimate})")
+            data_args, args = self._cell_args(strategy, fold, order)
+            ContinualRun(self.model_args, data_args, args, data=self._fold_data(fold)).run()
+            ran += 1
+            self.write_report()
+        results = self.write_report(figures=self.bench.figures)
+        self._say(f"benchmark finished in {_duration(time.time() - started)}: {self.output / 'results.md'}")
+        return results
+
+    def _say(self, line: str) -> None:
+        if self.args.process_index == 0:
+            print(line, flush=True)
+
+    # ------------------------------------------------------------------------------------------ aggregation
+    def collect(self) -> dict:
+        strategies = {}
+        for strategy in self.bench.strategies:
+            cells = []
+            for _, fold, order in [cell for cell in self.cells if cell[0] == strategy]:
+                result = read_json(self.cell_dir(strategy, fold, order) / "results.json")
+                if result is not None:
+                    cells.append(result)
+            if cells:
+                strategies[strategy] = aggregate_strategy(strategy, cells, self.orders)
+        return {
+            "tasks": self.tasks,
+            "orders": [order_key(order) for order in self.orders],
+            "strategies": strategies,
+            "progress": {"finished": sum(s["cells"] for s in strategies.values()), "total": len(self.cells)},
+            "published": PUBLISHED,
+            "note": self.bench.note,
+            "config": {
+                "benchmark": asdict(self.bench),
+                "model": asdict(self.model_args),
+                "data": asdict(self.data_args),
+                "training": {key: _plain(value) for key, value in self.args.to_dict().items()},
+            },
+            "environment": environment(self.args),
+        }
+
+    def write_report(self, figures: bool = False) -> dict:
+        from .report import render_markdown, write_figures
+
+        results = self.collect()
+        if self.args.process_index == 0:
+            write_json(self.output / "results.json", results)
+            markdown = render_markdown(results)
+            temporary = self.output / ".results.md.tmp"
+            temporary.write_text(markdown, encoding="utf-8")
+            temporary.replace(self.output / "results.md")
+            if figures and results["strategies"]:
+                write_figures(results, self.output / "figures", self._confusions())
+        return results
+
+    def _confusions(self) -> dict:
+        """Per strategy and task: the confusion matrix after the whole sequence in the order where the task was
+        learned first (task_a: alone), summed over folds."""
+        sums: dict = {}
+        for strategy, fold, order in self.cells:
+            result = read_json(self.cell_dir(strategy, fold, order) / "results.json")
+            if result is None:
+                continue
+            for task in order if strategy == "task_a" else order[:1]:
+                matrix = result["confusion"][task if strategy == "task_a" else order[-1]][task]
+                if matrix is None:
+                    continue
+                key = (strategy, task)
+                sums[key] = (np.array(matrix) + sums[key]) if key in sums else np.array(matrix)
+        return sums
+
+
+def aggregate_strategy(strategy: str, cells: list[dict], orders: list[list[str]]) -> dict:
+    """Folds, final scores (mean and std over folds) per order and task, BWT and forgetting per metric."""
+    final = {}
+    for order in orders:
+        same = [cell for cell in cells if cell["order"] == order or strategy == "task_a"]
+        per_task = {}
+        for task in order:
+            per_task[task] = {}
+            for metric in METRICS:
+                values = []
+                for cell in same:
+                    j = cell["order"].index(task)
+                    row = j if strategy == "task_a" else len(cell["order"]) - 1
+                    value = cell["matrix"][metric][row][j]
+                    if value is not None:
+                        values.append(value)
+                per_task[task][metric] = _mean_std(values)
+        final[order_key(order)] = per_task
+    summary = {
+        kind: {metric: _mean([cell["summary"][metric][kind] for cell in cells]) for metric in METRICS}
+        for kind in ("bwt", "forgetting", "average")
+    }
+    return {
+        "cells": len(cells),
+        "folds": [{"fold": cell["fold"], "order": cell["order"], "matrix": cell["matrix"]} for cell in cells],
+        "final": final,
+        "bwt": summary["bwt"],
+        "forgetting": summary["forgetting"],
+        "average": summary["average"],
+        "trainable_parameters": max(cell["trainable_parameters"] for cell in cells),
+        "export_bytes": max(cell["export_bytes"] for cell in cells),
+        "train_seconds": float(sum(cell["train_seconds"] for cell in cells)),
+    }
+
+
+def _mean_std(values: list[float]) -> dict | None:
+    if not values:
+        return None
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
+
+
+def _mean(values: list) -> float | None:
+    values = [value for value in values if value is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _plain(value):
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return str(value)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def parse_benchmark_arguments(argv: list[str] | None = None):
+    """Flags, or one YAML/JSON file, into (BenchmarkArguments, ModelArguments, DataArguments, training args)."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser((BenchmarkArguments, ModelArguments, DataArguments, ContinualTrainingArguments),
+                              prog="kemdy-adapters benchmark")
+    if argv and len(argv) == 1 and Path(argv[0]).suffix in {".yaml", ".yml", ".json"}:
+        path = Path(argv[0]).resolve()
+        if path.suffix == ".json":
+            return parser.parse_json_file(str(path))
+        return parser.parse_yaml_file(str(path))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    bench, model_args, data_args, args = parse_benchmark_arguments(argv if argv is not None else sys.argv[1:])
+    Benchmark(bench, model_args, data_args, args).run()
+    return 0

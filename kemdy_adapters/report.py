@@ -1,0 +1,216 @@
+"""The benchmark report: `results.md` tables and the PNG figures, from `results.json` data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .corpus import EMOTIONS
+
+METRIC_NAMES = {"weighted_f1": "weighted F1", "macro_f1": "macro F1", "uar": "UAR", "accuracy": "accuracy"}
+TABLE_METRICS = ("weighted_f1", "macro_f1", "uar")
+
+
+def _cell(score: dict | None) -> str:
+    if not score:
+        return "-"
+    if score.get("n", 1) > 1:
+        return f"{score['mean']:.3f} ± {score['std']:.3f}"
+    return f"{score['mean']:.3f}"
+
+
+def _order_where(results: dict, task: str, position: int) -> str | None:
+    """The order key in which `task` is learned first (position 0) or last (position -1)."""
+    for key in results["orders"]:
+        if key.split(">")[position] == task:
+            return key
+    return None
+
+
+def retained(results: dict, strategy: str, task: str, metric: str) -> dict | None:
+    """Task's score after the strategy learned it first and then the rest (task_a: trained alone)."""
+    key = _order_where(results, task, 0)
+    data = results["strategies"].get(strategy)
+    if key is None or data is None or key not in data["final"]:
+        return None
+    return data["final"][key][task][metric]
+
+
+def plasticity(results: dict, strategy: str, task: str, metric: str) -> dict | None:
+    """Task's score when it was learned last (right after learning it)."""
+    key = _order_where(results, task, -1)
+    data = results["strategies"].get(strategy)
+    if key is None or data is None or key not in data["final"]:
+        return None
+    return data["final"][key][task][metric]
+
+
+def render_markdown(results: dict) -> str:
+    strategies = list(results["strategies"])
+    tasks = results["tasks"]
+    progress = results["progress"]
+    lines = ["# kemdy-adapters benchmark", ""]
+    if results.get("note"):
+        lines += [f"> {results['note']}", ""]
+    lines += [f"Cells finished: {progress['finished']} of {progress['total']}. Scores are means ± standard "
+              "deviation over the folds run; every cell is one strategy on one fold and one task order.", ""]
+    if not strategies:
+        return "\n".join(lines + ["No cell has finished yet."]) + "\n"
+    header = "| corpus | " + " | ".join(strategies) + " |"
+    rule = "|---|" + "---|" * len(strategies)
+    published = results.get("published", {}).get("weighted_f1", {})
+
+    lines += ["## What each corpus retains", "",
+              "Cell (corpus X, strategy S): X's score after S learned X **first** and then the other corpus, "
+              "i.e. what X keeps after the whole sequence (task_a: X trained alone). Test sessions of each fold.", ""]
+    for metric in TABLE_METRICS:
+        lines += [f"### {METRIC_NAMES[metric]}", "", header, rule]
+        for task in tasks:
+            row = [_cell(retained(results, strategy, task, metric)) for strategy in strategies]
+            lines.append(f"| {task.upper()} | " + " | ".join(row) + " |")
+        if metric == "weighted_f1" and published:
+            for task in tasks:
+                values = [published.get(task, {}).get(strategy) for strategy in strategies]
+                cells = ["-" if value is None else f"{value:.3f}" for value in values]
+                lines.append(f"| {task.upper()} (published) | " + " | ".join(cells) + " |")
+            lines += ["", f"*Published*: {results['published']['description']}. Not comparable with runs on other "
+                      "data or encoders."]
+        lines.append("")
+
+    lines += ["## Plasticity: each corpus learned last", "",
+              "Cell (corpus X, strategy S): X's score right after S learned it as the **second** task.", ""]
+    for metric in TABLE_METRICS:
+        lines += [f"### {METRIC_NAMES[metric]}", "", header, rule]
+        for task in tasks:
+            row = [_cell(plasticity(results, strategy, task, metric)) for strategy in strategies]
+            lines.append(f"| {task.upper()} | " + " | ".join(row) + " |")
+        lines.append("")
+
+    lines += ["## Backward transfer and forgetting", "",
+              "Averaged over folds and orders (Avalanche's definitions: forgetting = score right after learning a "
+              "task minus its score after the last task; BWT = -forgetting). 0 means nothing was forgotten.", "",
+              "| strategy | " + " | ".join(f"BWT {METRIC_NAMES[m]}" for m in TABLE_METRICS) + " | "
+              + " | ".join(f"forgetting {METRIC_NAMES[m]}" for m in TABLE_METRICS) + " |",
+              "|---|" + "---|" * (2 * len(TABLE_METRICS))]
+    for strategy in strategies:
+        data = results["strategies"][strategy]
+        values = [data["bwt"][m] for m in TABLE_METRICS] + [data["forgetting"][m] for m in TABLE_METRICS]
+        lines.append(f"| {strategy} | " + " | ".join("-" if v is None else f"{v:+.3f}" for v in values) + " |")
+    lines += ["", "## Cost", "", "| strategy | trainable parameters | shared bytes per task | training time |",
+              "|---|---|---|---|"]
+    for strategy in strategies:
+        data = results["strategies"][strategy]
+        lines.append(f"| {strategy} | {data['trainable_parameters']:,} | {data['export_bytes'] / 1e6:.2f} MB | "
+                     f"{data['train_seconds']:.0f} s |")
+    agnostic = results.get("task_agnostic")
+    if agnostic:
+        lines += ["", "## Without the task id", "", agnostic_table(agnostic)]
+    lines += ["", "Figures: `figures/` (confusion matrices, forgetting chart, score-matrix heatmaps). "
+              "Per-cell details: `runs/<strategy>/fold<k>/<order>/`."]
+    return "\n".join(lines) + "\n"
+
+
+def agnostic_table(agnostic: dict) -> str:
+    lines = ["| strategy | routing accuracy | " + " | ".join(f"{METRIC_NAMES[m]} (task id given / routed)"
+                                                         for m in TABLE_METRICS) + " |",
+             "|---|---|" + "---|" * len(TABLE_METRICS)]
+    for strategy, data in agnostic.items():
+        cells = [f"{data['aware'][m]:.3f} / {data['agnostic'][m]:.3f}" for m in TABLE_METRICS]
+        lines.append(f"| {strategy} | {data['routing_accuracy']:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------- figures
+
+
+def write_figures(results: dict, folder: Path, confusions: dict) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    strategies = list(results["strategies"])
+    tasks = results["tasks"]
+
+    for strategy in strategies:
+        present = [task for task in tasks if (strategy, task) in confusions]
+        if not present:
+            continue
+        figure, axes = plt.subplots(1, len(present), figsize=(5 * len(present), 4.4), squeeze=False)
+        for axis, task in zip(axes[0], present):
+            counts = confusions[(strategy, task)]
+            rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+            axis.imshow(rates, vmin=0, vmax=1, cmap="Blues")
+            for i in range(len(EMOTIONS)):
+                for j in range(len(EMOTIONS)):
+                    axis.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=7,
+                              color="white" if rates[i, j] > 0.5 else "black")
+            axis.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right", fontsize=8)
+            axis.set_yticks(range(len(EMOTIONS)), EMOTIONS, fontsize=8)
+            axis.set_xlabel("predicted")
+            axis.set_ylabel("reference")
+            axis.set_title(f"{task.upper()} after the sequence", fontsize=9)
+        figure.suptitle(f"{strategy}: confusion (counts, colour = row rate), summed over folds")
+        figure.tight_layout()
+        path = folder / f"confusion_{strategy}.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+
+    sequential = [s for s in strategies if s != "task_a"]
+    if sequential:
+        figure, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
+        for axis, metric in zip(axes[0], ("weighted_f1", "macro_f1")):
+            width = 0.8 / (2 * len(tasks))
+            for t, task in enumerate(tasks):
+                after = [(retained(results, s, task, metric) or {}).get("mean", np.nan) for s in sequential]
+                learned = [_just_learned(results, s, task, metric) for s in sequential]
+                x = np.arange(len(sequential)) + (2 * t - len(tasks) + 0.5) * width
+                axis.bar(x, learned, width, label=f"{task.upper()} right after learning it", alpha=0.55)
+                axis.bar(x + width, after, width, label=f"{task.upper()} after the whole sequence")
+            axis.set_xticks(np.arange(len(sequential)), sequential, rotation=20)
+            axis.set_ylim(0, 1)
+            axis.set_title(METRIC_NAMES[metric])
+        axes[0][0].legend(fontsize=7, loc="upper left")
+        figure.suptitle("Forgetting: each corpus learned first, before and after the second corpus")
+        figure.tight_layout()
+        path = folder / "forgetting.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+
+    for strategy in strategies:
+        folds = results["strategies"][strategy]["folds"]
+        orders = sorted({">".join(cell["order"]) for cell in folds})
+        figure, axes = plt.subplots(1, len(orders), figsize=(4.2 * len(orders), 3.6), squeeze=False)
+        for axis, key in zip(axes[0], orders):
+            order = key.split(">")
+            stack = np.array([[[np.nan if v is None else v for v in row] for row in cell["matrix"]["weighted_f1"]]
+                              for cell in folds if cell["order"] == order], dtype=float)
+            mean = np.nanmean(stack, axis=0) if np.isfinite(stack).any() else stack[0]
+            axis.imshow(np.nan_to_num(mean, nan=0.0), vmin=0, vmax=1, cmap="viridis")
+            for i in range(len(order)):
+                for j in range(len(order)):
+                    text = "-" if np.isnan(mean[i, j]) else f"{mean[i, j]:.2f}"
+                    axis.text(j, i, text, ha="center", va="center", color="white")
+            axis.set_xticks(range(len(order)), [f"on {t}" for t in order])
+            axis.set_yticks(range(len(order)), [f"after {t}" for t in order])
+            axis.set_title(" -> ".join(order), fontsize=9)
+        figure.suptitle(f"{strategy}: score matrix R (weighted F1, mean over folds)")
+        figure.tight_layout()
+        path = folder / f"matrix_{strategy}.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def _just_learned(results: dict, strategy: str, task: str, metric: str) -> float:
+    """Mean over folds of R[0][0] in the order where `task` is first."""
+    values = [cell["matrix"][metric][0][0] for cell in results["strategies"][strategy]["folds"]
+              if cell["order"][0] == task and cell["matrix"][metric][0][0] is not None]
+    return float(np.mean(values)) if values else np.nan
+
