@@ -102,8 +102,9 @@ class Benchmark:
     """Runs the cells in order (fold, then strategy, then order) and rewrites the report after each."""
 
     def __init__(self, bench: BenchmarkArguments, model_args: ModelArguments, data_args: DataArguments,
-                 args: ContinualTrainingArguments):
+                 args: ContinualTrainingArguments, callbacks: list | None = None):
         self.bench, self.model_args, self.data_args, self.args = bench, model_args, data_args, args
+        self.callbacks = callbacks or []
         self.output = Path(args.output_dir)
         self.orders = bench.order_lists()
         tasks = {task for order in self.orders for task in order}
@@ -156,6 +157,7 @@ class Benchmark:
     def run(self) -> dict:
         started, ran = time.time(), 0
         total = len(self.cells)
+        self.write_report()  # valid from the start: progress 0 of N, or what an earlier invocation finished
         for position, (strategy, fold, order) in enumerate(self.cells, start=1):
             folder = self.cell_dir(strategy, fold, order)
             label = f"[{position}/{total}] {strategy} fold {fold} {'->'.join(task.upper() for task in order)}"
@@ -167,7 +169,7 @@ class Benchmark:
             estimate = f", about {_duration(elapsed / ran * remaining)} left" if ran else ""
             self._say(f"{label} (elapsed {_duration(elapsed)}{estimate})")
             data_args, args = self._cell_args(strategy, fold, order)
-            ContinualRun(self.model_args, data_args, args, data=self._fold_data(fold)).run()
+            ContinualRun(self.model_args, data_args, args, data=self._fold_data(fold), callbacks=self.callbacks).run()
             ran += 1
             self.write_report()
         results = self.write_report(figures=self.bench.figures)

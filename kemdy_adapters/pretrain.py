@@ -53,7 +53,9 @@ def frame_descriptors(audio: np.ndarray, frames: int) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32)
 
 
-def pretrain_text(folder: Path, texts: list[str], steps: int, seed: int, batch_size: int = 32) -> Path:
+def pretrain_text(
+    folder: Path, texts: list[str], steps: int, seed: int, batch_size: int = 32, lr: float = 2e-3
+) -> Path:
     """Masked-language modelling plus a sentence-level objective for the pooled [CLS] output: predicting which
     vocabulary items occur in the sentence (a self-supervised stand-in for the sentence objective that real
     BERT checkpoints train their pooler with). No labels are used."""
@@ -63,7 +65,7 @@ def pretrain_text(folder: Path, texts: list[str], steps: int, seed: int, batch_s
     bag_head = nn.Linear(model.config.hidden_size, len(tokenizer))
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
     encoded = [tokenizer(text, truncation=True, max_length=64) for text in texts]
-    optimizer = torch.optim.AdamW([*model.parameters(), *bag_head.parameters()], lr=1e-3)
+    optimizer = torch.optim.AdamW([*model.parameters(), *bag_head.parameters()], lr=lr)
     generator = np.random.default_rng(seed)
     special = torch.tensor(tokenizer.all_special_ids)
     model.train()
@@ -125,7 +127,8 @@ def pretrain_speech(folder: Path, waveforms: list[np.ndarray], steps: int, seed:
 
 
 def pretrain_demo_encoders(
-    folder: str | Path, seed: int = 1000, utterances: int = 600, text_steps: int = 400, speech_steps: int = 200
+    folder: str | Path, seed: int = 1000, sentences: int = 2000, recordings: int = 300, text_steps: int = 1000,
+    speech_steps: int = 150,
 ) -> tuple[Path, Path]:
     """Pretrains the demo's tiny encoders into `folder/text` and `folder/speech` (skipped if already there)."""
     folder = Path(folder)
@@ -133,8 +136,9 @@ def pretrain_demo_encoders(
     if (text / "config.json").exists() and (speech / "config.json").exists():
         return text, speech
     started = time.time()
-    data = synthetic_utterances(utterances, seed=seed)
-    pretrain_text(text, [item["clean"] for item in data], text_steps, seed)
-    pretrain_speech(speech, [item["audio"] for item in data], speech_steps, seed)
+    pretrain_text(text, [item["clean"] for item in synthetic_utterances(sentences, seed, audio=False)], text_steps,
+                  seed)
+    pretrain_speech(speech, [item["audio"] for item in synthetic_utterances(recordings, seed + 1)], speech_steps,
+                    seed)
     logger.info("pretrained the demo encoders in %.0f s", time.time() - started)
     return text, speech

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -190,7 +191,9 @@ def write_figures(results: dict, folder: Path, confusions: dict) -> list[Path]:
             order = key.split(">")
             stack = np.array([[[np.nan if v is None else v for v in row] for row in cell["matrix"]["weighted_f1"]]
                               for cell in folds if cell["order"] == order], dtype=float)
-            mean = np.nanmean(stack, axis=0) if np.isfinite(stack).any() else stack[0]
+            with warnings.catch_warnings():  # a cell never scored (nan in every fold) stays nan, silently
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(stack, axis=0)
             axis.imshow(np.nan_to_num(mean, nan=0.0), vmin=0, vmax=1, cmap="viridis")
             for i in range(len(order)):
                 for j in range(len(order)):

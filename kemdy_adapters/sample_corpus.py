@@ -281,16 +281,17 @@ class _Writer:
         signal *= recording["gain"] / (np.abs(signal).max() + 1e-9) * max(energy, 0.2)
         return np.clip(signal, -1, 1).astype(np.float32)
 
-    def utterance(self, corpus: str, base_f0: float) -> dict:
+    def utterance(self, corpus: str, base_f0: float, audio: bool = True) -> dict:
         emotion = self.hidden_emotion(corpus)
         modality = str(self.rng.choice(["both", "text", "speech"], p=[0.7, 0.15, 0.15]))
         if emotion == "neutral":
             modality = "both"
         raw, clean = self.sentence(corpus, emotion, with_cue=modality in ("both", "text"))
         seconds = float(self.rng.uniform(self.config.min_seconds, self.config.max_seconds))
-        audio = self.voice(corpus, emotion if modality in ("both", "speech") else "neutral", base_f0, seconds)
+        voiced = emotion if modality in ("both", "speech") else "neutral"
+        waveform = self.voice(corpus, voiced, base_f0, seconds) if audio else None
         labels, votes = self.ratings(corpus, emotion)
-        return {"emotion": emotion, "modality": modality, "raw": raw, "clean": clean, "audio": audio,
+        return {"emotion": emotion, "modality": modality, "raw": raw, "clean": clean, "audio": waveform,
                 "labels": labels, "votes": votes}
 
 
@@ -520,16 +521,17 @@ def load_manifest(output: str | Path) -> dict:
     return json.loads((Path(output) / "manifest.json").read_text(encoding="utf-8"))
 
 
-def synthetic_utterances(count: int, seed: int) -> list[dict]:
+def synthetic_utterances(count: int, seed: int, audio: bool = True) -> list[dict]:
     """`count` utterances from both generated corpora, in memory (no files, no labels used by callers that
-    pretrain): the demo's stand-in for the unlabelled speech and text real encoders are pretrained on."""
+    pretrain): the demo's stand-in for the unlabelled speech and text real encoders are pretrained on.
+    `audio=False` skips the (slow) waveform synthesis."""
     writer = _Writer(SampleCorpusConfig(seed=seed))
     utterances = []
     for index in range(count):
         corpus = CORPORA_ORDER[index % 2]
         female = writer.rng.random() < 0.5
         base_f0 = float(writer.rng.uniform(185, 235) if female else writer.rng.uniform(95, 135))
-        utterances.append(writer.utterance(corpus, base_f0))
+        utterances.append(writer.utterance(corpus, base_f0, audio=audio))
     return utterances
 
 

@@ -1,0 +1,134 @@
+"""The benchmark's output contract: results.json schema, results.md, figures, atomic writes, skip and resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_continual import StopAt
+
+from kemdy_adapters.benchmark import Benchmark, parse_benchmark_arguments
+from kemdy_adapters.metrics import METRICS
+from kemdy_adapters.storage import write_json
+
+STRATEGIES = ["task_a", "finetune", "adapter"]
+
+
+def arguments(tiny_checkpoints, sample_corpus, hf_cache, output):
+    text, speech = tiny_checkpoints
+    return parse_benchmark_arguments([
+        "--output_dir", str(output), "--data_dir", str(sample_corpus), "--text_model", text, "--speech_model",
+        speech, "--strategies", *STRATEGIES, "--folds", "0", "--num_train_epochs", "1", "--learning_rate", "1e-3",
+        "--projector_size", "16", "--max_speech_seconds", "2", "--dataset_cache_dir", hf_cache, "--disable_tqdm",
+        "true", "--strategy_overrides", '{"adapter": {"learning_rate": 0.005}}', "--note", "a tiny test run",
+    ])
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_checkpoints, sample_corpus, hf_cache, tmp_path_factory):
+    output = tmp_path_factory.mktemp("bench")
+    results = Benchmark(*arguments(tiny_checkpoints, sample_corpus, hf_cache, output)).run()
+    return output, results
+
+
+def test_results_json_contract(finished):
+    output, returned = finished
+    results = json.loads((output / "results.json").read_text())
+    assert results["strategies"].keys() == returned["strategies"].keys() == set(STRATEGIES)
+    assert results["tasks"] == ["kemdy19", "kemdy20"]
+    assert results["progress"] == {"finished": 5, "total": 5}
+    assert {"torch", "transformers", "adapters", "datasets", "device", "python"} <= set(results["environment"])
+    assert results["config"]["benchmark"]["strategy_overrides"] == {"adapter": {"learning_rate": 0.005}}
+    for strategy in results["strategies"].values():
+        assert {"folds", "final", "bwt", "forgetting", "trainable_parameters", "export_bytes", "train_seconds"} <= set(
+            strategy)
+        for cell in strategy["folds"]:
+            assert cell["fold"] == 0 and len(cell["order"]) == 2
+            assert set(cell["matrix"]) == set(METRICS)
+            for matrix in cell["matrix"].values():
+                assert len(matrix) == 2 and all(len(row) == 2 for row in matrix)
+        orders = ["kemdy19>kemdy20", "kemdy20>kemdy19"]
+        assert sorted(strategy["final"]) == orders
+        for order in orders:
+            for task in ("kemdy19", "kemdy20"):
+                score = strategy["final"][order][task]["weighted_f1"]
+                assert 0 <= score["mean"] <= 1 and score["std"] >= 0
+        assert set(strategy["bwt"]) == set(METRICS) and set(strategy["forgetting"]) == set(METRICS)
+    task_a = results["strategies"]["task_a"]
+    assert len(task_a["folds"]) == 1
+    assert task_a["folds"][0]["matrix"]["macro_f1"][0][1] is None  # each task alone: the diagonal only
+    assert task_a["final"]["kemdy19>kemdy20"] == task_a["final"]["kemdy20>kemdy19"]
+    adapter = results["strategies"]["adapter"]
+    assert adapter["forgetting"]["weighted_f1"] == 0.0
+    assert adapter["trainable_parameters"] < results["strategies"]["finetune"]["trainable_parameters"]
+    # final[order][task] is that task's score after the whole order (the last row of R).
+    cell = next(c for c in results["strategies"]["finetune"]["folds"] if c["order"] == ["kemdy19", "kemdy20"])
+    assert results["strategies"]["finetune"]["final"]["kemdy19>kemdy20"]["kemdy19"]["uar"]["mean"] == pytest.approx(
+        cell["matrix"]["uar"][1][0])
+
+
+def test_report_and_figures(finished):
+    output, results = finished
+    report = (output / "results.md").read_text()
+    assert "> a tiny test run" in report
+    assert "## What each corpus retains" in report and "## Plasticity" in report and "BWT" in report
+    assert "| KEMDY19 (published) | 0.704 | 0.525 | 0.681 |" in report
+    retained = results["strategies"]["adapter"]["final"]["kemdy20>kemdy19"]["kemdy20"]["macro_f1"]["mean"]
+    assert f"{retained:.3f}" in report
+    figures = sorted(path.name for path in (output / "figures").iterdir())
+    assert figures == ["confusion_adapter.png", "confusion_finetune.png", "confusion_task_a.png", "forgetting.png",
+                       "matrix_adapter.png", "matrix_finetune.png", "matrix_task_a.png"]
+    assert all((output / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in figures)
+    export = output / "runs" / "adapter" / "fold0" / "kemdy19-kemdy20" / "kemdy19" / "export"
+    assert (export / "model.safetensors").exists()
+
+
+def test_rerun_skips_finished_cells(finished, tiny_checkpoints, sample_corpus, hf_cache, capsys):
+    output, results = finished
+    stamps = {path: path.stat().st_mtime_ns for path in (output / "runs").rglob("results.json")}
+    again = Benchmark(*arguments(tiny_checkpoints, sample_corpus, hf_cache, output)).run()
+    printed = capsys.readouterr().out
+    assert printed.count("done already, skipped") == 5
+    assert "[1/5] task_a fold 0 KEMDY19->KEMDY20: done already, skipped" in printed
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+    assert again["strategies"]["adapter"]["folds"] == results["strategies"]["adapter"]["folds"]
+
+
+def test_interrupted_benchmark_resumes(tiny_checkpoints, sample_corpus, hf_cache, tmp_path):
+    parsed = arguments(tiny_checkpoints, sample_corpus, hf_cache, tmp_path)
+    parsed[0].strategies = ["finetune"]
+    parsed[0].figures = False
+    with pytest.raises(KeyboardInterrupt):
+        Benchmark(*parsed, callbacks=[StopAt("kemdy20", "save")]).run()
+    partial = json.loads((tmp_path / "results.json").read_text())  # valid while the run was stopped
+    assert partial["progress"] == {"finished": 0, "total": 2}
+    first_task = tmp_path / "runs" / "finetune" / "fold0" / "kemdy19-kemdy20" / "kemdy19" / "scores.json"
+    stamp = first_task.stat().st_mtime_ns
+    results = Benchmark(*parsed).run()
+    assert first_task.stat().st_mtime_ns == stamp
+    assert results["progress"] == {"finished": 2, "total": 2}
+
+
+def test_atomic_json_write_keeps_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "results.json"
+    write_json(path, {"ok": 1})
+    with pytest.raises(TypeError):
+        write_json(path, {"bad": object()})
+    assert json.loads(path.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+    with pytest.raises(ValueError):
+        write_json(path, {"nan": float("nan")})  # never write invalid JSON
+    assert json.loads(path.read_text()) == {"ok": 1}
+
+
+def test_reference_config_reproduces_the_reference_settings():
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parent.parent / "examples" / "configs" / "reference.yaml"
+    bench, model_args, data_args, args = parse_benchmark_arguments([str(config)])
+    assert bench.strategies == ["task_a", "finetune", "ewc", "adapter", "adapter_wo_pretrain"]
+    assert bench.folds == [0, 1, 2, 3, 4] and bench.order_lists() == [["kemdy19", "kemdy20"], ["kemdy20", "kemdy19"]]
+    assert (model_args.text_model, model_args.speech_model) == ("klue/bert-base", "facebook/wav2vec2-base-960h")
+    assert (args.learning_rate, args.per_device_train_batch_size, args.num_train_epochs) == (1e-5, 8, 40)
+    assert (args.ewc_lambda, data_args.max_text_length, data_args.max_speech_seconds) == (5000, 256, 5.0)
+    assert args.class_balanced_sampling and args.metric_for_best_model == "micro_f1"
