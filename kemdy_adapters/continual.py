@@ -27,6 +27,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .data import MultimodalCollator, MultimodalProcessor, load_task_splits
 from .ewc import EWCState, consolidate, estimate_fisher
+from .features import feature_encoder_digest, with_speech_features
 from .metrics import METRICS, classification_scores, compute_metrics, confusion, matrix_summary
 from .modeling import MultimodalEmotionModel
 from .storage import read_json, write_json
@@ -100,6 +101,21 @@ class ContinualRun:
                     raise ValueError(f"task {task!r} has no {split} data in fold {data_args.fold}")
         self.model: MultimodalEmotionModel | None = None
         self.model_step = -1  # index of the last task the in-memory model has learned
+        self._features: dict[str, dict] = {}
+
+    def _inputs(self, model: MultimodalEmotionModel) -> dict:
+        """The splits the model trains and is scored on: with the frozen feature encoder's output cached per
+        utterance (once per encoder, see features.py) unless `cache_speech_features` is off."""
+        if not self.args.cache_speech_features:
+            return self.data
+        digest = feature_encoder_digest(model)
+        if digest not in self._features:
+            with self.args.main_process_first(desc="caching speech features"):
+                self._features[digest] = {
+                    task: {name: with_speech_features(split, model) for name, split in splits.items()}
+                    for task, splits in self.data.items()
+                }
+        return self._features[digest]
 
     def _load_data(self) -> dict:
         # The main process fills the datasets cache first; the others then read it instead of racing to write it.
@@ -205,7 +221,8 @@ class ContinualRun:
             ewc_state = EWCState.load(self.output / self.order[index - 1] / "ewc")
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         args = self._task_args(task)
-        data = self.data[task]
+        inputs = self._inputs(model)
+        data = inputs[task]
         trainer = ContinualTrainer(
             model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],
             data_collator=self.collator, compute_metrics=compute_metrics, ewc_state=ewc_state,
@@ -220,8 +237,8 @@ class ContinualRun:
         model = trainer.model
 
         # Persist what the next task (or a rerun) needs, then the scores, which mark the task finished.
-        export_bytes = self._persist(model, index, task, head)
-        scores = self._score_all(trainer, model, index, task)
+        export_bytes = self._persist(model, index, task, head, inputs)
+        scores = self._score_all(trainer, model, task, inputs)
         if _is_main(self.args):
             write_json(folder / "scores.json", {
                 "task": task, "head": head, "scores": scores, "best_epoch": best_epoch,
@@ -234,12 +251,12 @@ class ContinualRun:
         _barrier()
         self.model, self.model_step = model, index
 
-    def _persist(self, model: MultimodalEmotionModel, index: int, task: str, head: str) -> int:
+    def _persist(self, model: MultimodalEmotionModel, index: int, task: str, head: str, inputs: dict) -> int:
         folder = self.output / task
         size = 0
         if self.strategy == "ewc" and index < len(self.order) - 1:
             previous = EWCState.load(self.output / self.order[index - 1] / "ewc") if index > 0 else None
-            fisher, samples = estimate_fisher(model, self.data[task]["train"], self.collator,
+            fisher, samples = estimate_fisher(model, inputs[task]["train"], self.collator,
                                               self.args.fisher_samples, self.args.fisher_batch_size)
             state = consolidate(model, fisher, task, samples, previous=previous, gamma=self.args.ewc_gamma)
             if _is_main(self.args):
@@ -253,7 +270,7 @@ class ContinualRun:
         _barrier()
         return size
 
-    def _score_all(self, trainer, model, index: int, task: str) -> dict:
+    def _score_all(self, trainer, model, task: str, inputs: dict) -> dict:
         """Scores on the test sessions of every task (task_a: only its own), with confusion matrices."""
         scores = {}
         for other in self.order:
@@ -262,7 +279,7 @@ class ContinualRun:
                 scores[other] = None
                 continue
             model.set_active_task(head)
-            output = trainer.predict(self.data[other]["test"], metric_key_prefix="test")
+            output = trainer.predict(inputs[other]["test"], metric_key_prefix="test")
             predictions = np.argmax(output.predictions, axis=-1)
             scores[other] = {
                 **classification_scores(predictions, output.label_ids),

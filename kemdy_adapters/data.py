@@ -13,7 +13,7 @@ import torch
 from .folds import split_by_sessions
 from .hf_dataset import load_kemdy
 
-MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "input_values", "labels")
+MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "input_values", "speech_features", "labels")
 
 
 @dataclass
@@ -102,7 +102,8 @@ def load_task_splits(
 
 @dataclass
 class MultimodalCollator:
-    """Pads token ids with the tokenizer and waveforms with zeros, with `speech_attention_mask` for the latter."""
+    """Pads token ids with the tokenizer, and waveforms (or cached feature-encoder frames) with zeros plus a mask
+    (`speech_attention_mask`, or `speech_frame_mask` for frames)."""
 
     tokenizer: object
     pad_to_multiple_of: int | None = None
@@ -115,14 +116,18 @@ class MultimodalCollator:
             pad_to_multiple_of=self.pad_to_multiple_of,
             return_tensors="pt",
         )
-        lengths = [len(feature["input_values"]) for feature in features]
-        values = torch.zeros(len(features), max(lengths))
-        mask = torch.zeros(len(features), max(lengths), dtype=torch.long)
-        for i, feature in enumerate(features):
-            values[i, : lengths[i]] = torch.as_tensor(np.asarray(feature["input_values"], dtype=np.float32))
+        speech_key = "speech_features" if "speech_features" in features[0] else "input_values"
+        rows = [torch.as_tensor(np.asarray(feature[speech_key], dtype=np.float32)) for feature in features]
+        lengths = [len(row) for row in rows]
+        values = rows[0].new_zeros(len(rows), max(lengths), *rows[0].shape[1:])
+        mask = torch.zeros(len(rows), max(lengths), dtype=torch.long)
+        for i, row in enumerate(rows):
+            values[i, : lengths[i]] = row
             mask[i, : lengths[i]] = 1
-        batch["input_values"] = values
-        batch["speech_attention_mask"] = mask
+        if speech_key == "speech_features":  # (B, T, C) frames of the frozen feature encoder
+            batch["speech_features"], batch["speech_frame_mask"] = values, mask
+        else:  # (B, samples) waveforms
+            batch["input_values"], batch["speech_attention_mask"] = values, mask
         if "labels" in features[0]:
             batch["labels"] = torch.tensor([feature["labels"] for feature in features], dtype=torch.long)
         return dict(batch)

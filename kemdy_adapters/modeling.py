@@ -273,10 +273,26 @@ class MultimodalEmotionModel(PreTrainedModel):
         return features, mask
 
     def encode_speech(
-        self, input_values: torch.Tensor, speech_attention_mask: torch.Tensor | None = None
+        self,
+        input_values: torch.Tensor | None = None,
+        speech_attention_mask: torch.Tensor | None = None,
+        speech_features: torch.Tensor | None = None,
+        speech_frame_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Wav2Vec2 last hidden states (B, T, H) with the active adapters, and the frame mask (B, T)."""
-        features, mask = self.speech_frames(input_values, speech_attention_mask)
+        """Wav2Vec2 last hidden states (B, T, H) with the active adapters, and the frame mask (B, T).
+
+        Takes the waveform (`input_values`, `speech_attention_mask`) or, to skip the frozen convolutional
+        feature encoder, its precomputed output (`speech_features` (B, T, C), `speech_frame_mask` (B, T); see
+        `features.py`).
+        """
+        if speech_features is not None:
+            features = speech_features
+            mask = speech_frame_mask.bool() if speech_frame_mask is not None else torch.ones(
+                features.shape[:2], dtype=torch.bool, device=features.device)
+        elif input_values is not None:
+            features, mask = self.speech_frames(input_values, speech_attention_mask)
+        else:
+            raise ValueError("input_values (the 16 kHz waveform batch) or speech_features is required")
         encoder = self.speech_encoder
         # Calling submodules directly skips the forward() that adapters wraps: open its context ourselves.
         with ForwardContext(encoder):
@@ -295,10 +311,14 @@ class MultimodalEmotionModel(PreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         task: str | None = None,
         return_dict: bool | None = None,
+        speech_features: torch.Tensor | None = None,
+        speech_frame_mask: torch.Tensor | None = None,
     ) -> SequenceClassifierOutput:
-        """Logits (B, num_labels) of `task` (default: the active task); a cross-entropy loss if `labels` given."""
-        if input_values is None:
-            raise ValueError("input_values (the 16 kHz waveform batch) is required")
+        """Logits (B, num_labels) of `task` (default: the active task); a cross-entropy loss if `labels` given.
+
+        Speech comes as the waveform (`input_values`, `speech_attention_mask`) or as the cached output of the
+        frozen convolutional feature encoder (`speech_features`, `speech_frame_mask`).
+        """
         task = self._task(task)
         if task != self.config.active_task:
             self.set_active_task(task)
@@ -306,7 +326,9 @@ class MultimodalEmotionModel(PreTrainedModel):
         text = self.text_encoder(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).pooler_output  # (B, H_text)
-        hidden, mask = self.encode_speech(input_values, speech_attention_mask)  # (B, T, H_speech), (B, T)
+        hidden, mask = self.encode_speech(
+            input_values, speech_attention_mask, speech_features, speech_frame_mask
+        )  # (B, T, H_speech), (B, T)
         projected = head.projector(hidden)  # (B, T, P)
         weights = mask.unsqueeze(-1).to(projected.dtype)
         speech = (projected * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, P)

@@ -87,6 +87,10 @@ class ContinualTrainingArguments(TrainingArguments):
     selection_metric: str = field(
         default="micro_f1", metadata={"help": f"validation metric that picks the kept epoch: {SELECTION_METRICS}"}
     )
+    cache_speech_features: bool = field(
+        default=True,
+        metadata={"help": "run the frozen convolutional feature encoder once per utterance and reuse its output"},
+    )
     keep_checkpoints: bool = field(
         default=False, metadata={"help": "keep the Trainer checkpoints of a finished task (they are large)"}
     )

@@ -1,0 +1,32 @@
+"""The cached output of the frozen feature encoder gives the same logits as the waveform, keyed by encoder."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoTokenizer
+
+from kemdy_adapters.data import MultimodalCollator
+from kemdy_adapters.features import feature_encoder_digest, with_speech_features
+from kemdy_adapters.modeling import MultimodalEmotionModel
+
+
+def test_cached_features_give_identical_logits_and_are_keyed_by_encoder(tiny_checkpoints, prepared_data):
+    model = MultimodalEmotionModel.from_encoders(*tiny_checkpoints, tasks={"kemdy19": None}, projector_size=16)
+    model.set_active_task("kemdy19")
+    model.eval()
+    collator = MultimodalCollator(AutoTokenizer.from_pretrained(tiny_checkpoints[0]))
+    waveforms = prepared_data["kemdy19"]["test"]
+    cached = with_speech_features(waveforms, model)
+    assert "input_values" not in cached.column_names and cached["id"] == waveforms["id"]
+    rows = list(range(6))
+    from_audio = collator([waveforms[i] for i in rows])
+    from_cache = collator([cached[i] for i in rows])
+    assert from_cache["speech_features"].shape[-1] == model.speech_encoder.config.conv_dim[-1]
+    with torch.no_grad():
+        assert torch.equal(model(**from_audio).logits, model(**from_cache).logits)
+
+    # The same encoder reuses the cache; another encoder (other weights) gets its own entry.
+    assert with_speech_features(waveforms, model).cache_files == cached.cache_files
+    other = MultimodalEmotionModel.from_encoders(*tiny_checkpoints, pretrained=False, projector_size=16)
+    assert feature_encoder_digest(other) != feature_encoder_digest(model)
+    assert with_speech_features(waveforms, other).cache_files != cached.cache_files
