@@ -25,7 +25,7 @@ from .continual import ContinualRun
 from .data import MultimodalProcessor, load_task_splits
 from .metrics import METRICS
 from .storage import read_json, write_json
-from .training_args import STRATEGIES, ContinualTrainingArguments, DataArguments, ModelArguments
+from .training_args import STRATEGIES, ContinualTrainingArguments, DataArguments, ModelArguments, parse_with
 
 logger = logging.getLogger(__name__)
 
@@ -307,12 +307,7 @@ def parse_benchmark_arguments(argv: list[str] | None = None):
 
     parser = HfArgumentParser((BenchmarkArguments, ModelArguments, DataArguments, ContinualTrainingArguments),
                               prog="kemdy-adapters benchmark")
-    if argv and len(argv) == 1 and Path(argv[0]).suffix in {".yaml", ".yml", ".json"}:
-        path = Path(argv[0]).resolve()
-        if path.suffix == ".json":
-            return parser.parse_json_file(str(path))
-        return parser.parse_yaml_file(str(path))
-    return parser.parse_args_into_dataclasses(args=argv)
+    return parse_with(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--folds", type=int, nargs="+", default=[0, 1], help="session folds to run (default: 0 1)")
-    demo.add_argument("--epochs", type=int, default=6, help="epochs per task (default: 6)")
+    demo.add_argument("--epochs", type=int, default=5, help="epochs per task (default: 5)")
     demo.set_defaults(func=_demo)
     return parser
 

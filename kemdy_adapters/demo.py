@@ -49,7 +49,7 @@ def demo_arguments(output: Path, text: Path, speech: Path, corpus: Path, folds: 
 
 
 def run_demo(
-    output: str | Path = "runs/demo", folds: tuple[int, ...] = (0, 1), epochs: int = 6, seed: int = 0
+    output: str | Path = "runs/demo", folds: tuple[int, ...] = (0, 1), epochs: int = 5, seed: int = 0
 ) -> dict:
     output = Path(output)
     started = time.time()

@@ -127,8 +127,8 @@ def pretrain_speech(folder: Path, waveforms: list[np.ndarray], steps: int, seed:
 
 
 def pretrain_demo_encoders(
-    folder: str | Path, seed: int = 1000, sentences: int = 2000, recordings: int = 300, text_steps: int = 1000,
-    speech_steps: int = 150,
+    folder: str | Path, seed: int = 1000, sentences: int = 2000, recordings: int = 200, text_steps: int = 1000,
+    speech_steps: int = 100,
 ) -> tuple[Path, Path]:
     """Pretrains the demo's tiny encoders into `folder/text` and `folder/speech` (skipped if already there)."""
     folder = Path(folder)

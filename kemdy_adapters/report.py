@@ -21,35 +21,41 @@ def _cell(score: dict | None) -> str:
     return f"{score['mean']:.3f}"
 
 
-def _order_where(results: dict, task: str, position: int) -> str | None:
-    """The order key in which `task` is learned first (position 0) or last (position -1)."""
-    for key in results["orders"]:
-        if key.split(">")[position] == task:
-            return key
-    return None
+def final_score(results: dict, strategy: str, task: str, metric: str, position: int) -> dict | None:
+    """Task's score after the whole sequence of the order in which it was learned at `position`: 0 (first,
+    then the rest: what it retains) or -1 (last: right after learning it, its plasticity). task_a: alone."""
+    key = next((key for key in results["orders"] if key.split(">")[position] == task), None)
+    data = results["strategies"].get(strategy)
+    if key is None or data is None or key not in data["final"]:
+        return None
+    return data["final"][key][task][metric]
 
 
 def retained(results: dict, strategy: str, task: str, metric: str) -> dict | None:
-    """Task's score after the strategy learned it first and then the rest (task_a: trained alone)."""
-    key = _order_where(results, task, 0)
-    data = results["strategies"].get(strategy)
-    if key is None or data is None or key not in data["final"]:
-        return None
-    return data["final"][key][task][metric]
+    return final_score(results, strategy, task, metric, 0)
 
 
-def plasticity(results: dict, strategy: str, task: str, metric: str) -> dict | None:
-    """Task's score when it was learned last (right after learning it)."""
-    key = _order_where(results, task, -1)
-    data = results["strategies"].get(strategy)
-    if key is None or data is None or key not in data["final"]:
-        return None
-    return data["final"][key][task][metric]
+def _score_tables(results: dict, position: int, published: dict | None = None) -> list[str]:
+    strategies, lines = list(results["strategies"]), []
+    for metric in TABLE_METRICS:
+        lines += [f"### {METRIC_NAMES[metric]}", "", "| corpus | " + " | ".join(strategies) + " |",
+                  "|---|" + "---|" * len(strategies)]
+        for task in results["tasks"]:
+            row = [_cell(final_score(results, strategy, task, metric, position)) for strategy in strategies]
+            lines.append(f"| {task.upper()} | " + " | ".join(row) + " |")
+        if metric == "weighted_f1" and published:
+            for task in results["tasks"]:
+                values = [published.get(task, {}).get(strategy) for strategy in strategies]
+                cells = ["-" if value is None else f"{value:.3f}" for value in values]
+                lines.append(f"| {task.upper()} (published) | " + " | ".join(cells) + " |")
+            lines += ["", f"*Published*: {results['published']['description']}. Not comparable with runs on other "
+                      "data or encoders."]
+        lines.append("")
+    return lines
 
 
 def render_markdown(results: dict) -> str:
     strategies = list(results["strategies"])
-    tasks = results["tasks"]
     progress = results["progress"]
     lines = ["# kemdy-adapters benchmark", ""]
     if results.get("note"):
@@ -58,35 +64,13 @@ def render_markdown(results: dict) -> str:
               "deviation over the folds run; every cell is one strategy on one fold and one task order.", ""]
     if not strategies:
         return "\n".join(lines + ["No cell has finished yet."]) + "\n"
-    header = "| corpus | " + " | ".join(strategies) + " |"
-    rule = "|---|" + "---|" * len(strategies)
-    published = results.get("published", {}).get("weighted_f1", {})
-
     lines += ["## What each corpus retains", "",
               "Cell (corpus X, strategy S): X's score after S learned X **first** and then the other corpus, "
               "i.e. what X keeps after the whole sequence (task_a: X trained alone). Test sessions of each fold.", ""]
-    for metric in TABLE_METRICS:
-        lines += [f"### {METRIC_NAMES[metric]}", "", header, rule]
-        for task in tasks:
-            row = [_cell(retained(results, strategy, task, metric)) for strategy in strategies]
-            lines.append(f"| {task.upper()} | " + " | ".join(row) + " |")
-        if metric == "weighted_f1" and published:
-            for task in tasks:
-                values = [published.get(task, {}).get(strategy) for strategy in strategies]
-                cells = ["-" if value is None else f"{value:.3f}" for value in values]
-                lines.append(f"| {task.upper()} (published) | " + " | ".join(cells) + " |")
-            lines += ["", f"*Published*: {results['published']['description']}. Not comparable with runs on other "
-                      "data or encoders."]
-        lines.append("")
-
+    lines += _score_tables(results, 0, results.get("published", {}).get("weighted_f1"))
     lines += ["## Plasticity: each corpus learned last", "",
               "Cell (corpus X, strategy S): X's score right after S learned it as the **second** task.", ""]
-    for metric in TABLE_METRICS:
-        lines += [f"### {METRIC_NAMES[metric]}", "", header, rule]
-        for task in tasks:
-            row = [_cell(plasticity(results, strategy, task, metric)) for strategy in strategies]
-            lines.append(f"| {task.upper()} | " + " | ".join(row) + " |")
-        lines.append("")
+    lines += _score_tables(results, -1)
 
     lines += ["## Backward transfer and forgetting", "",
               "Averaged over folds and orders (Avalanche's definitions: forgetting = score right after learning a "

@@ -129,12 +129,17 @@ class ContinualTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
-def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, ContinualTrainingArguments]:
-    """Parses flags, or a single YAML/JSON file (optionally followed by no other argument)."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, ContinualTrainingArguments), prog="kemdy-adapters train")
+def parse_with(parser: HfArgumentParser, argv: list[str] | None):
+    """Flags, or one YAML/JSON file (its only argument), into the parser's dataclasses."""
     if argv and len(argv) == 1 and Path(argv[0]).suffix in {".yaml", ".yml", ".json"}:
         path = Path(argv[0]).resolve()
         if path.suffix == ".json":
             return parser.parse_json_file(str(path))
         return parser.parse_yaml_file(str(path))
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, ContinualTrainingArguments]:
+    """The arguments of one continual run, from flags or a YAML/JSON file."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, ContinualTrainingArguments), prog="kemdy-adapters train")
+    return parse_with(parser, argv)
