@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the whole protocol: strategies x session folds x task orders, with the report (benchmark --help)",
     )
     commands.add_parser(
+        "bench", add_help=False,
+        help="speed benchmark: training/inference throughput and peak memory, one JSON line per case (bench --help)",
+    )
+    commands.add_parser(
         "train", add_help=False,
         help="one continual run: a strategy over a task order and fold (flags, or a YAML/JSON file; train --help)",
     )
@@ -135,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "bench":
+        from .speed import main as bench_main
+
+        return bench_main(argv[1:])
     if argv and argv[0] in ("train", "benchmark"):
         # HfArgumentParser owns these flags (and their --help).
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -11,7 +11,7 @@ import pytest
 
 from kemdy_adapters.cli import build_parser, main
 
-COMMANDS = ["sample-corpus", "inspect", "train", "benchmark", "demo"]
+COMMANDS = ["sample-corpus", "inspect", "train", "benchmark", "bench", "demo"]
 
 
 def test_console_script_help():
@@ -53,3 +53,12 @@ def test_sample_corpus_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "kemdy19:" in out and (tmp_path / "c" / "KEMDy19" / "annotation").is_dir()
     assert main(["sample-corpus", "--output", str(tmp_path / "c"), "--sessions", "5"]) == 1
+
+
+def test_speed_benchmark_prints_one_json_line_per_case(capsys):
+    assert main(["bench", "--shapes", "tiny", "--strategies", "adapter", "--warmup", "0", "--steps", "1"]) == 0
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    case = __import__("json").loads(line)
+    assert (case["shape"], case["strategy"], case["batch_size"], case["threads"]) == ("tiny", "adapter", 4, 2)
+    assert case["train_utt_per_s"] > 0 and case["infer_utt_per_s"] > 0 and case["peak_rss_gb"] > 0
+    assert 0 < case["trainable_parameters"] < case["model_parameters"]

@@ -1,0 +1,163 @@
+"""`kemdy-adapters bench`: training and inference throughput, peak memory and trainable parameters.
+
+One JSON line per case (strategy x shape). Inputs follow a fixed distribution so figures compare across tools:
+text lengths uniform in 8..64 tokens, audio uniform in 1..5 s at 16 kHz, fixed seed; batch 4 at base shapes.
+Base shapes are the klue/bert-base and wav2vec2-base-960h configs with random weights (no download). Each case
+runs in its own process so its peak resident memory is its own. Figures are medians over timed steps after
+warm-up steps; nothing here is a test.
+
+Training is timed as the task loop trains: from the cached output of the frozen convolutional feature encoder
+(`train_utt_per_s`); `train_waveform_utt_per_s` times the same step from waveforms. Inference is timed from
+waveforms (what a served request brings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+SHAPES = ("tiny", "base")
+STRATEGIES = ("finetune", "adapter")
+
+
+def _configs(shape: str):
+    from transformers import BertConfig, Wav2Vec2Config
+
+    from .tiny import tiny_speech_config, tiny_text_config
+
+    if shape == "tiny":
+        return tiny_text_config(vocab_size=512, hidden_size=64), tiny_speech_config(hidden_size=64)
+    # klue/bert-base: BERT-base with a 32,000-piece vocabulary; wav2vec2-base-960h: the Wav2Vec2Config defaults
+    # (post-LN, group-norm feature encoder, 12 layers of 768), with its LayerDrop/SpecAugment as the model sets.
+    return BertConfig(vocab_size=32000), Wav2Vec2Config(vocab_size=32)
+
+
+def _batches(count: int, batch_size: int, vocab: int, seed: int):
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(count):
+        tokens = torch.randint(8, 65, (batch_size,), generator=generator)
+        samples = (torch.rand(batch_size, generator=generator) * 4 + 1) * 16000
+        samples = samples.long()
+        input_ids = torch.zeros(batch_size, int(tokens.max()), dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        values = torch.zeros(batch_size, int(samples.max()))
+        speech_mask = torch.zeros(batch_size, int(samples.max()), dtype=torch.long)
+        for i in range(batch_size):
+            input_ids[i, : tokens[i]] = torch.randint(5, vocab, (int(tokens[i]),), generator=generator)
+            attention_mask[i, : tokens[i]] = 1
+            values[i, : samples[i]] = torch.randn(int(samples[i]), generator=generator)
+            speech_mask[i, : samples[i]] = 1
+        batches.append({"input_ids": input_ids, "attention_mask": attention_mask, "input_values": values,
+                        "speech_attention_mask": speech_mask,
+                        "labels": torch.randint(0, 7, (batch_size,), generator=generator)})
+    return batches
+
+
+def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int, seed: int) -> dict:
+    import torch
+
+    from .configuration import MultimodalEmotionConfig
+    from .modeling import MultimodalEmotionModel
+
+    torch.manual_seed(seed)
+    text, speech = _configs(shape)
+    model = MultimodalEmotionModel(MultimodalEmotionConfig(text_config=text, speech_config=speech))
+    if strategy == "adapter":
+        model.add_task("task")
+        model.train_task("task")
+    else:
+        model.add_task("shared", adapters=False)
+        model.train_task("shared", full=True)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    batches = _batches(warmup + steps, batch_size, text.vocab_size, seed)
+
+    def with_features(batch):
+        features, mask = model.speech_frames(batch["input_values"], batch["speech_attention_mask"])
+        return {k: v for k, v in batch.items() if k not in ("input_values", "speech_attention_mask")} | {
+            "speech_features": features, "speech_frame_mask": mask}
+
+    def timed(step, inputs):
+        durations = []
+        for index, batch in enumerate(inputs):
+            started = time.perf_counter()
+            step(batch)
+            if index >= warmup:
+                durations.append(time.perf_counter() - started)
+        return batch_size / statistics.median(durations)
+
+    def train_step(batch):
+        model.train()
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def infer_step(batch):
+        model.eval()
+        with torch.inference_mode():
+            model(**{k: v for k, v in batch.items() if k != "labels"})
+
+    cached = [with_features(batch) for batch in batches]  # computed once, as the feature cache does
+    train = timed(train_step, cached)
+    train_waveform = timed(train_step, batches)
+    infer = timed(infer_step, batches)
+    return {
+        "shape": shape,
+        "strategy": strategy,
+        "batch_size": batch_size,
+        "threads": torch.get_num_threads(),
+        "train_utt_per_s": round(train, 3),
+        "train_waveform_utt_per_s": round(train_waveform, 3),
+        "infer_utt_per_s": round(infer, 3),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3),
+        "trainable_parameters": trainable,
+        "model_parameters": sum(p.numel() for p in model.parameters()),
+        "timed_steps": steps,
+        "warmup_steps": warmup,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kemdy-adapters bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
+    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps (the median is reported)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--case", nargs=2, metavar=("SHAPE", "STRATEGY"), help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.case:  # one case, in this (child) process
+        import torch
+
+        torch.set_num_threads(args.threads)
+        print(json.dumps(run_case(*args.case, args.batch_size, args.warmup, args.steps, args.seed)), flush=True)
+        return 0
+    for shape in args.shapes:
+        for strategy in args.strategies:
+            command = [sys.executable, "-m", "kemdy_adapters.speed", "--case", shape, strategy,
+                       "--batch-size", str(args.batch_size), "--warmup", str(args.warmup), "--steps",
+                       str(args.steps), "--threads", str(args.threads), "--seed", str(args.seed)]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                print(json.dumps({"shape": shape, "strategy": strategy, "error": result.stderr.strip()[-2000:]}))
+                return 1
+            print(result.stdout.strip().splitlines()[-1], flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
