@@ -30,7 +30,7 @@ def DEMO_CORPUS(seed: int) -> SampleCorpusConfig:  # noqa: N802 - a config const
     return SampleCorpusConfig(seed=seed, kemdy19_turns=6, kemdy20_turns=12, min_seconds=0.6, max_seconds=1.2)
 
 
-DEMO_OVERRIDES = {"adapter": {"learning_rate": 5e-3}, "adapter_wo_pretrain": {"learning_rate": 5e-3}}
+DEMO_OVERRIDES = {"adapter": {"learning_rate": 1e-2}, "adapter_wo_pretrain": {"learning_rate": 1e-2}}
 
 
 def demo_arguments(output: Path, text: Path, speech: Path, corpus: Path, folds: list[int], epochs: int,
@@ -39,7 +39,7 @@ def demo_arguments(output: Path, text: Path, speech: Path, corpus: Path, folds: 
         "--output_dir", str(output), "--data_dir", str(corpus),
         "--text_model", str(text), "--speech_model", str(speech),
         "--folds", *map(str, folds), "--num_train_epochs", str(epochs),
-        "--learning_rate", "1e-3", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "32",
+        "--learning_rate", "2e-3", "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "32",
         "--projector_size", "32", "--adapter_reduction_factor", "4", "--max_speech_seconds", "2",
         "--ewc_lambda", "50000", "--fisher_samples", "200", "--fisher_batch_size", "1",
         "--strategy_overrides", json.dumps(DEMO_OVERRIDES), "--seed", str(seed),
