@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .continual import ContinualRun
-from .data import MultimodalProcessor, load_task_splits
+from .continual import ContinualRun, load_fold, make_processor
 from .metrics import METRICS
 from .storage import read_json, write_json
 from .training_args import STRATEGIES, ContinualTrainingArguments, DataArguments, ModelArguments, parse_with
@@ -128,17 +127,8 @@ class Benchmark:
         fold, so only the current fold is kept in memory."""
         if fold not in self._data:
             if self._processor is None:
-                self._processor = MultimodalProcessor.from_checkpoints(
-                    self.model_args.text_model, self.model_args.speech_model,
-                    max_text_length=self.data_args.max_text_length,
-                    max_speech_seconds=self.data_args.max_speech_seconds)
-            with self.args.main_process_first(desc="loading and preparing the corpora"):
-                self._data = {fold: {
-                    task: load_task_splits(task, self.data_args.corpus_dir(task), fold, self._processor,
-                                           cache_dir=self.data_args.dataset_cache_dir, n_folds=self.data_args.n_folds,
-                                           fold_seed=self.data_args.fold_seed)
-                    for task in self.tasks
-                }}
+                self._processor = make_processor(self.model_args, self.data_args)
+            self._data = {fold: load_fold(self.data_args, self.args, self.tasks, fold, self._processor)}
         return self._data[fold]
 
     def _cell_args(self, strategy: str, fold: int, order: list[str]):

@@ -8,8 +8,6 @@ from typing import Any
 
 from transformers import AutoConfig, BertConfig, PretrainedConfig, Wav2Vec2Config
 
-from .corpus import EMOTIONS
-
 TASK_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 ADAPTER_METHODS = ("houlsby", "lora")
 
@@ -91,10 +89,6 @@ class MultimodalEmotionConfig(PretrainedConfig):
         self.speech_checkpoint = speech_checkpoint
         self.active_task = active_task
         self.speech_layerdrop = speech_layerdrop
-
-    @property
-    def default_labels(self) -> list[str]:
-        return list(EMOTIONS)
 
 
 def check_task_name(name: str) -> None:

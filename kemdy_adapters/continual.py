@@ -54,6 +54,26 @@ def build_model(model_args: ModelArguments, strategy: str) -> MultimodalEmotionM
     )
 
 
+def make_processor(model_args: ModelArguments, data_args: DataArguments) -> MultimodalProcessor:
+    """The text tokenizer and waveform preparation of the run's checkpoints and data settings."""
+    return MultimodalProcessor.from_checkpoints(
+        model_args.text_model, model_args.speech_model, max_text_length=data_args.max_text_length,
+        max_speech_seconds=data_args.max_speech_seconds)
+
+
+def load_fold(data_args: DataArguments, args: ContinualTrainingArguments, tasks, fold: int,
+              processor: MultimodalProcessor) -> dict:
+    """Each task's train/validation/test inputs of session fold `fold`."""
+    # The main process fills the datasets cache first; the others then read it instead of racing to write it.
+    with args.main_process_first(desc="loading and preparing the corpora"):
+        return {
+            task: load_task_splits(task, data_args.corpus_dir(task), fold, processor,
+                                   cache_dir=data_args.dataset_cache_dir, n_folds=data_args.n_folds,
+                                   fold_seed=data_args.fold_seed)
+            for task in tasks
+        }
+
+
 def _is_main(args: ContinualTrainingArguments) -> bool:
     return args.process_index == 0
 
@@ -88,11 +108,10 @@ class ContinualRun:
         self.callbacks = callbacks or []
         if self.strategy == "ewc" and len(self.order) < 2:
             raise ValueError("strategy 'ewc' needs at least two tasks: it consolidates an earlier task")
-        self.processor = MultimodalProcessor.from_checkpoints(
-            model_args.text_model, model_args.speech_model, max_text_length=data_args.max_text_length,
-            max_speech_seconds=data_args.max_speech_seconds)
+        self.processor = make_processor(model_args, data_args)
         self.collator = MultimodalCollator(self.processor.tokenizer)
-        self.data = data if data is not None else self._load_data()
+        self.data = data if data is not None else load_fold(data_args, args, self.order, data_args.fold,
+                                                             self.processor)
         for task in self.order:
             if task not in self.data:
                 raise ValueError(f"no data for task {task!r}")
@@ -116,16 +135,6 @@ class ContinualRun:
                     for task, splits in self.data.items()
                 }
         return self._features[digest]
-
-    def _load_data(self) -> dict:
-        # The main process fills the datasets cache first; the others then read it instead of racing to write it.
-        with self.args.main_process_first(desc="loading and preparing the corpora"):
-            return {
-                task: load_task_splits(task, self.data_args.corpus_dir(task), self.data_args.fold, self.processor,
-                                       cache_dir=self.data_args.dataset_cache_dir, n_folds=self.data_args.n_folds,
-                                       fold_seed=self.data_args.fold_seed)
-                for task in self.order
-            }
 
     # ------------------------------------------------------------------------------------------ model state
     def _fresh_model(self) -> MultimodalEmotionModel:

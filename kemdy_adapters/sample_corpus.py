@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .corpus import EMOTIONS
+from .corpus import CORPORA, EMOTIONS
 
 SAMPLE_RATE = 16000
 
@@ -528,11 +528,9 @@ def synthetic_utterances(count: int, seed: int, audio: bool = True) -> list[dict
     writer = _Writer(SampleCorpusConfig(seed=seed))
     utterances = []
     for index in range(count):
-        corpus = CORPORA_ORDER[index % 2]
+        corpus = CORPORA[index % 2]
         female = writer.rng.random() < 0.5
         base_f0 = float(writer.rng.uniform(185, 235) if female else writer.rng.uniform(95, 135))
         utterances.append(writer.utterance(corpus, base_f0, audio=audio))
     return utterances
 
-
-CORPORA_ORDER = ("kemdy19", "kemdy20")
