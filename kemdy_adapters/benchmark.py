@@ -250,7 +250,7 @@ def aggregate_strategy(strategy: str, cells: list[dict], orders: list[list[str]]
         kind: {metric: _mean([cell["summary"][metric][kind] for cell in cells]) for metric in METRICS}
         for kind in ("bwt", "forgetting", "average")
     }
-    return {
+    aggregated = {
         "cells": len(cells),
         "folds": [{"fold": cell["fold"], "order": cell["order"], "matrix": cell["matrix"]} for cell in cells],
         "final": final,
@@ -260,6 +260,32 @@ def aggregate_strategy(strategy: str, cells: list[dict], orders: list[list[str]]
         "trainable_parameters": max(cell["trainable_parameters"] for cell in cells),
         "export_bytes": max(cell["export_bytes"] for cell in cells),
         "train_seconds": float(sum(cell["train_seconds"] for cell in cells)),
+    }
+    agnostic = aggregate_agnostic([cell for cell in cells if cell.get("task_agnostic")])
+    if agnostic:
+        aggregated["task_agnostic"] = agnostic
+    return aggregated
+
+
+def aggregate_agnostic(cells: list[dict]) -> dict | None:
+    """Task-aware versus task-agnostic scores after the whole sequence, over cells (folds and orders) and tasks:
+    `aware` uses each task's own adapters (the last row of R), `agnostic` the adapters the router chose."""
+    if not cells:
+        return None
+    methods = list(cells[0]["task_agnostic"]["routing_accuracy"])
+    aware = {metric: [] for metric in METRICS}
+    agnostic = {metric: [] for metric in METRICS}
+    for cell in cells:
+        for j, task in enumerate(cell["order"]):
+            for metric in METRICS:
+                aware[metric].append(cell["matrix"][metric][-1][j])
+                agnostic[metric].append(cell["task_agnostic"]["scores"][task][metric])
+    return {
+        "method": cells[0]["task_agnostic"]["method"],
+        "routing_accuracy": {method: _mean_std([cell["task_agnostic"]["routing_accuracy"][method]
+                                                for cell in cells]) for method in methods},
+        "aware": {metric: _mean_std(values) for metric, values in aware.items()},
+        "agnostic": {metric: _mean_std(values) for metric, values in agnostic.items()},
     }
 
 

@@ -1,4 +1,5 @@
-"""Cards rendered from the templates in `hub_cards/`: the dataset cards of both loading scripts."""
+"""Cards rendered from the templates in `hub_cards/`: the dataset cards of both loading scripts, and (through
+`hub.py`) the model cards of pushed task adapters."""
 
 from __future__ import annotations
 
@@ -64,10 +65,14 @@ DATASET_CARD_VALUES = {
 }
 
 
+def render_template(name: str, values: dict) -> str:
+    """`hub_cards/<name>` with every `$placeholder` filled (a missing value is an error)."""
+    return Template((HUB_CARDS / name).read_text(encoding="utf-8")).substitute(values)
+
+
 def render_dataset_card(corpus: str) -> str:
     """The dataset card (README.md with YAML metadata) of `dataset_scripts/<corpus>`."""
-    template = Template((HUB_CARDS / "dataset_card.md").read_text(encoding="utf-8"))
-    return template.substitute(DATASET_CARD_VALUES[corpus], citation=KEMDY_CITATION)
+    return render_template("dataset_card.md", {**DATASET_CARD_VALUES[corpus], "citation": KEMDY_CITATION})
 
 
 def write_dataset_cards(scripts_dir: Path | None = None) -> list[Path]:

@@ -79,6 +79,59 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
+def _push(args: argparse.Namespace) -> int:
+    """`kemdy-adapters push`: prepare a task's folder (weights, config, routing statistics, card); upload it."""
+    from .hub import DATA_WARNING, describe_folder, prepare_task_folder, push_task
+
+    folder = Path(args.to_dir or Path("hub_upload") / args.repo_id.replace("/", "--"))
+    files = prepare_task_folder(args.source, args.task, folder, args.repo_id, strategy=args.strategy,
+                                fold=args.fold, overwrite=args.overwrite)
+    print(f"prepared {folder} for {args.repo_id} (task {args.task}):")
+    print(describe_folder(files))
+    print(DATA_WARNING)
+    if args.dry_run:
+        print("dry run: nothing uploaded")
+        return 0
+    visibility = "public" if args.public else "private"
+    print(f"uploading to {args.repo_id} ({visibility} repository) ...", flush=True)
+    print(f"uploaded: {push_task(folder, args.repo_id, private=not args.public, token=args.token)}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """`kemdy-adapters predict`: JSON lines with the emotion, all class probabilities, the task and timing."""
+    import json
+
+    from .inference import EmotionRecognizer, items_from
+
+    items = items_from(wav=args.wav, text=args.text, folder=args.folder, manifest=args.manifest)
+    started = time.time()
+    recognizer = EmotionRecognizer.from_pretrained(
+        args.task, text_model=args.text_model, speech_model=args.speech_model, revision=args.revision,
+        cache_dir=args.cache_dir)
+    print(f"loaded tasks {recognizer.tasks} in {time.time() - started:.1f} s"
+          f"{' (routing: ' + recognizer.router.kind + ')' if recognizer.router else ''}", file=sys.stderr)
+    stream = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    failed = seconds = 0
+    try:
+        for record in recognizer.predict_many(items, task=args.use_task):
+            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            stream.flush()
+            if "error" in record:
+                failed += 1
+                print(f"error: {record['error']}", file=sys.stderr)
+            else:
+                seconds += record["seconds"]
+    finally:
+        if args.output:
+            stream.close()
+    done = len(items) - failed
+    print(f"{done} of {len(items)} utterances classified ({failed} errors)"
+          f"{f', {seconds / done * 1000:.0f} ms each' if done else ''}"
+          f"{f'; written to {args.output}' if args.output else ''}", file=sys.stderr)
+    return 2 if failed else 0
+
+
 def format_matrix(results: dict) -> str:
     """The score matrices of one run as text: rows = after training task i, columns = scored on task j."""
     order = results["order"]
@@ -128,6 +181,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="one continual run: a strategy over a task order and fold (flags, or a YAML/JSON file; train --help)",
     )
 
+    push = commands.add_parser(
+        "push", help="share a task's adapters on the Hub: prepare the folder and model card, then upload")
+    push.add_argument("--task", required=True, help="task (corpus) name, e.g. kemdy20")
+    push.add_argument("--from", dest="source", required=True,
+                      help="a benchmark folder, a train run folder, or a task export folder")
+    push.add_argument("--repo-id", required=True, help="Hub repository, owner/name")
+    push.add_argument("--strategy", default="adapter", help="benchmark strategy to take the task from")
+    push.add_argument("--fold", type=int, default=0, help="benchmark fold whose adapters are pushed (default 0)")
+    push.add_argument("--to-dir", default=None,
+                      help="where to prepare the folder (default hub_upload/<owner>--<name>)")
+    push.add_argument("--dry-run", action="store_true", help="prepare the folder only; upload nothing")
+    push.add_argument("--public", action="store_true", help="create a public repository (default: private)")
+    push.add_argument("--overwrite", action="store_true", help="replace a folder prepared earlier")
+    push.add_argument("--token", default=None, help="Hub token (default: the logged-in one)")
+    push.set_defaults(func=_push)
+
+    predict = commands.add_parser("predict", help="classify utterances (wav + transcript) with task adapters")
+    predict.add_argument("--task", nargs="+", required=True,
+                         help="task adapters: Hub repo ids or local task folders (several: routed per utterance)")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--wav", help="one wav file")
+    source.add_argument("--folder", help="every .wav under a folder (transcripts from the .txt beside each)")
+    source.add_argument("--manifest", help="CSV with columns audio[,text,id,task], paths relative to it")
+    predict.add_argument("--text", default=None, help="transcript of --wav (default: the .txt beside it)")
+    predict.add_argument("--use-task", default=None, help="use this task's adapters for every utterance (no routing)")
+    predict.add_argument("--output", default=None, help="JSON lines file (default: standard output)")
+    predict.add_argument("--text-model", default=None, help="override the text checkpoint the tasks record")
+    predict.add_argument("--speech-model", default=None, help="override the speech checkpoint the tasks record")
+    predict.add_argument("--revision", default=None, help="Hub revision of the task repositories")
+    predict.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
+    predict.set_defaults(func=_predict)
+
     demo = commands.add_parser("demo", help="the main job on the built-in sample corpus")
     demo.add_argument("--output", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--seed", type=int, default=0)
@@ -156,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (CorpusFormatError, FileExistsError, FileNotFoundError, ValueError) as error:
+    except (CorpusFormatError, FileExistsError, FileNotFoundError, ValueError, OSError) as error:
         print(f"kemdy-adapters {args.command}: error: {error}", file=sys.stderr)
         return 1
 

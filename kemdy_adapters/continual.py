@@ -3,7 +3,8 @@ every task (the score matrix R).
 
 A run folder (`args.output_dir`) holds, per task in order:
     <task>/checkpoints/   the Trainer's checkpoints while the task trains (removed once it is finished)
-    <task>/export/        adapter strategies: the task's adapters and head (safetensors)
+    <task>/export/        adapter strategies: the task's adapters and head (safetensors), and its routing
+                          statistics (means and variances of frozen-base features, see routing.py)
     <task>/model/         fine-tuning strategies: the whole model after this task (the previous one is removed)
     <task>/ewc/           ewc: anchor and Fisher after this task
     <task>/scores.json    written last, atomically: the task is finished
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import torch.distributed as dist
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -30,6 +32,17 @@ from .ewc import EWCState, consolidate, estimate_fisher
 from .features import feature_encoder_digest, with_speech_features
 from .metrics import METRICS, classification_scores, compute_metrics, confusion, matrix_summary
 from .modeling import MultimodalEmotionModel
+from .routing import (
+    DEFAULT_KIND,
+    KINDS,
+    Router,
+    TaskStatistics,
+    batches,
+    confidence_route,
+    load_statistics,
+    routing_features,
+    save_statistics,
+)
 from .storage import read_json, write_json
 from .trainer import ContinualTrainer
 from .training_args import SHARED_HEAD, ContinualTrainingArguments, DataArguments, ModelArguments
@@ -248,9 +261,12 @@ class ContinualRun:
         # Persist what the next task (or a rerun) needs, then the scores, which mark the task finished.
         export_bytes = self._persist(model, index, task, head, inputs)
         scores = self._score_all(trainer, model, task, inputs)
+        agnostic = None
+        if self.strategy in ADAPTER_STRATEGIES and index == len(self.order) - 1 and len(self.order) > 1:
+            agnostic = self._score_agnostic(model, inputs)
         if _is_main(self.args):
             write_json(folder / "scores.json", {
-                "task": task, "head": head, "scores": scores, "best_epoch": best_epoch,
+                "task": task, "head": head, "scores": scores, "task_agnostic": agnostic, "best_epoch": best_epoch,
                 "train_seconds": train_seconds, "trainable_parameters": trainable, "export_bytes": export_bytes,
                 "log_history": trainer.state.log_history})
             if not self.args.keep_checkpoints:
@@ -273,6 +289,9 @@ class ContinualRun:
         if _is_main(self.args):
             if self.strategy in ADAPTER_STRATEGIES:
                 size = model.save_task(folder / "export", task).bytes
+                statistics = [TaskStatistics.from_dataset(model, inputs[task]["train"], self.collator, kind,
+                                                          self.args.per_device_eval_batch_size) for kind in KINDS]
+                size += save_statistics(folder / "export", statistics).stat().st_size
             elif self.strategy in ("finetune", "ewc") and index < len(self.order) - 1:
                 model.save_pretrained(folder / "model")
                 size = (folder / "model" / "model.safetensors").stat().st_size
@@ -297,6 +316,45 @@ class ContinualRun:
             }
         return scores
 
+    def _score_agnostic(self, model, inputs: dict) -> dict:
+        """Scores without the task id: every test utterance of every task is routed to a task (from the
+        exported statistics only) and classified by that task's adapters and head. Routing accuracy is measured
+        for each method (the Gaussian statistics of each feature kind, and head confidence); the emotion scores
+        use `DEFAULT_KIND`. Identical in every process (no sharding), written by rank 0."""
+        tasks = list(self.order)
+        statistics = {task: load_statistics(self.output / task / "export") for task in tasks}
+        routers = {kind: Router({task: statistics[task][kind] for task in tasks}) for kind in KINDS}
+        features = {kind: [] for kind in KINDS}
+        logits = {task: [] for task in tasks}
+        labels, truth = [], []
+        model.eval()
+        for task in tasks:
+            for batch in batches(inputs[task]["test"], self.collator, self.args.per_device_eval_batch_size,
+                                 model.device):
+                for kind in KINDS:
+                    features[kind].append(routing_features(model, batch, kind))
+                with torch.no_grad():
+                    for head in tasks:
+                        logits[head].append(model(**batch, task=head).logits.float().cpu())
+                labels.append(batch["labels"].cpu())
+                truth += [task] * len(batch["labels"])
+        logits = {task: torch.cat(values).numpy() for task, values in logits.items()}
+        labels = torch.cat(labels).numpy()
+        routes = {kind: [tasks[i] for i in router.scores(torch.cat(features[kind])).argmax(-1).tolist()]
+                  for kind, router in routers.items()}
+        routes["confidence"] = confidence_route(logits)
+        chosen = routes[DEFAULT_KIND]
+        predictions = np.array([logits[route][i].argmax() for i, route in enumerate(chosen)])
+        truth = np.array(truth)
+        return {
+            "method": DEFAULT_KIND,
+            "routing_accuracy": {method: float(np.mean(np.array(route) == truth)) for method, route in routes.items()},
+            "routed_to": {task: {other: int(np.sum((truth == task) & (np.array(chosen) == other))) for other in tasks}
+                          for task in tasks},
+            "scores": {task: classification_scores(predictions[truth == task], labels[truth == task])
+                       for task in tasks},
+        }
+
     # -------------------------------------------------------------------------------------------- results
     def _collect(self) -> dict:
         rows = [read_json(self.output / task / "scores.json") for task in self.order]
@@ -316,6 +374,7 @@ class ContinualRun:
             "trainable_parameters": max(row["trainable_parameters"] for row in rows),
             "export_bytes": max(row["export_bytes"] for row in rows),
             "train_seconds": sum(row["train_seconds"] for row in rows),
+            "task_agnostic": rows[-1].get("task_agnostic"),
         }
 
 

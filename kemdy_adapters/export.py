@@ -1,9 +1,11 @@
 """Compact per-task export: one task's adapters and head as safetensors, plus the config that rebuilds them.
 
-A task folder holds exactly two files:
-- `task_config.json`: the task name and labels, the adapter method and its settings, the head sizes, and the
-  base encoders it was trained on (checkpoint names and the shapes that must match);
-- `model.safetensors`: the task's adapter weights in both encoders and its head (no pickle anywhere).
+A task folder holds:
+- `task_config.json`: the task name and labels, the adapter method and its settings, the head sizes, the
+  base encoders it was trained on (checkpoint names and the shapes that must match) and the SHA-256 of the
+  weights file;
+- `model.safetensors`: the task's adapter weights in both encoders and its head (no pickle anywhere);
+- optionally `routing.safetensors`: the task's routing statistics (`routing.py`), written by the task loop.
 Loading a task into a model built from the same base checkpoints reproduces its logits exactly.
 """
 
@@ -103,6 +105,7 @@ def save_task(model, save_directory, name: str) -> TaskExport:
     }
     state = task_state_dict(model, name)
     save_file(state, directory / TASK_WEIGHTS, metadata={"format": FORMAT, "task": name})
+    config["weights_sha256"] = file_sha256(directory / TASK_WEIGHTS)
     (directory / TASK_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return TaskExport(
         path=directory,
@@ -110,6 +113,14 @@ def save_task(model, save_directory, name: str) -> TaskExport:
         parameters=sum(tensor.numel() for tensor in state.values()),
         bytes=sum(path.stat().st_size for path in (directory / TASK_WEIGHTS, directory / TASK_CONFIG)),
     )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_task_config(directory) -> dict:
@@ -161,6 +172,10 @@ def load_task(model, directory, name: str | None = None, expected_labels: list[s
     weights = directory / TASK_WEIGHTS
     if not weights.is_file():
         raise TaskExportError(f"{directory}: {TASK_WEIGHTS} is missing")
+    expected_digest = config.get("weights_sha256")
+    if expected_digest is not None and file_sha256(weights) != expected_digest:
+        raise TaskExportError(f"{weights}: contents differ from the SHA-256 recorded in {TASK_CONFIG} (damaged or "
+                              "modified after export)")
     try:
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as error:

@@ -195,6 +195,13 @@ def test_task_export_errors(base_checkpoints, tmp_path):
     data[8:20] = b"{garbage!!!!"
     weights.write_bytes(bytes(data))
     fresh = MultimodalEmotionModel.from_encoders(str(text), str(speech), projector_size=16)
+    with pytest.raises(TaskExportError, match="differ from the SHA-256 recorded in task_config.json"):
+        fresh.load_task(tmp_path / "task")
+    # Without the recorded digest (a hand-made folder), the header itself is checked.
+    config_path = tmp_path / "task" / "task_config.json"
+    config = json.loads(config_path.read_text())
+    del config["weights_sha256"]
+    config_path.write_text(json.dumps(config))
     with pytest.raises(TaskExportError, match="unreadable safetensors file"):
         fresh.load_task(tmp_path / "task")
     assert fresh.tasks == [], "a failed load must not leave a half-built task behind"

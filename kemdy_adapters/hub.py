@@ -1,0 +1,284 @@
+"""Sharing task adapters through the Hugging Face Hub: find a task's export in a run, prepare the folder to upload
+(weights, config, routing statistics, model card), upload it, and resolve a task from a repo id or a folder.
+
+What is uploaded is exactly the prepared folder: `task_config.json`, `model.safetensors`, `routing.safetensors`
+(when the run wrote it) and `README.md`. Nothing else from a run folder (no dataset, cache, log, checkpoint or
+pickle) is ever copied. Repositories are created private unless `private=False` is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .export import TASK_CONFIG, TASK_WEIGHTS, TaskExportError, read_task_config
+from .routing import ROUTING_FILE
+from .storage import read_json
+
+logger = logging.getLogger(__name__)
+
+TASK_FILES = (TASK_CONFIG, TASK_WEIGHTS, ROUTING_FILE)
+CARD = "README.md"
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+DATA_WARNING = ("KEMDy data (audio, transcripts, annotations) must never be uploaded: only the task's adapters, "
+                "head, config and aggregate routing statistics are.")
+
+
+@dataclass
+class TaskSource:
+    """Where a task's export lives in a run, and the scores the run measured for it."""
+
+    export_dir: Path
+    task: str
+    scores: dict | None
+    """metric -> {"mean", "std", "n"} on the task's own test sessions (n folds), or None if unknown."""
+    protocol: str
+    agnostic: dict | None = None
+
+
+def find_task(source, task: str, strategy: str = "adapter", fold: int = 0) -> TaskSource:
+    """Locates task `task` in `source`: an export folder, a `train` run folder, or a `benchmark` folder.
+
+    In a benchmark folder the adapters come from `runs/<strategy>/fold<fold>/` in the order that learns `task`
+    first, and the scores are the benchmark's for that task (mean and spread over the folds run).
+    """
+    source = Path(source)
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: no such folder (expected a run, benchmark or task export folder)")
+    if (source / TASK_CONFIG).is_file():
+        config = read_task_config(source)
+        if config["task"] != task:
+            raise ValueError(f"{source} holds task {config['task']!r}, not {task!r}")
+        return TaskSource(source, task, None, "Scores unknown: exported without its run folder.")
+    if (source / task / "export" / TASK_CONFIG).is_file():
+        row = read_json(source / task / "scores.json")
+        run = read_json(source / "run.json", {})
+        own = (row or {}).get("scores", {}).get(task)
+        scores = {metric: {"mean": own[metric], "std": 0.0, "n": 1} for metric in ("weighted_f1", "macro_f1", "uar")
+                  } if own else None
+        protocol = (f"One run: strategy `{run.get('strategy', '?')}`, session fold {run.get('fold', '?')} of 5, task "
+                    f"order {' -> '.join(run.get('order', []))}; scores on that fold's held-out test sessions.")
+        results = read_json(source / "results.json", {})
+        return TaskSource(source / task / "export", task, scores, protocol, results.get("task_agnostic"))
+    results = read_json(source / "results.json")
+    if results is None or "strategies" not in results:
+        raise FileNotFoundError(f"{source}: neither a task export ({TASK_CONFIG}), nor a run folder with "
+                                f"{task}/export/, nor a benchmark folder with results.json")
+    if task not in results["tasks"]:
+        raise ValueError(f"{source}: the benchmark has tasks {results['tasks']}, not {task!r}")
+    order = next((key for key in results["orders"] if key.split(">")[0] == task), None)
+    data = results["strategies"].get(strategy)
+    if data is None or order is None or order not in data["final"]:
+        raise FileNotFoundError(f"{source}: no finished {strategy!r} cell learns {task!r} first "
+                                f"(strategies: {sorted(results['strategies'])})")
+    run_dir = source / "runs" / strategy / f"fold{fold}" / order.replace(">", "-")
+    export = run_dir / task / "export"
+    if not (export / TASK_CONFIG).is_file():
+        raise FileNotFoundError(f"{export}: no export of {task!r} for fold {fold} ({strategy}); pick a fold the "
+                                "benchmark ran with --fold")
+    scores = {metric: data["final"][order][task][metric] for metric in ("weighted_f1", "macro_f1", "uar")}
+    folds = sorted({cell["fold"] for cell in data["folds"]})
+    training = results["config"]["training"]
+    protocol = (f"Session-wise cross-validation as in the reference protocol (sessions split into 5 folds; each "
+                f"fold's test sessions unseen in training, two training sessions held out for model selection). "
+                f"Strategy `{strategy}`, task order {order.replace('>', ' -> ')}, "
+                f"{training.get('num_train_epochs')} epochs; scores are mean ± standard deviation over folds "
+                f"{folds}. These weights are fold {fold}'s.")
+    if results.get("note"):
+        protocol += f"\n\n> {results['note']}"
+    return TaskSource(export, task, scores, protocol, data.get("task_agnostic"))
+
+
+def _shape_text(shapes: dict) -> str:
+    return (f"{shapes['model_type']}, {shapes['num_hidden_layers']} layers, hidden {shapes['hidden_size']}, "
+            f"{shapes['num_attention_heads']} heads")
+
+
+def _looks_like_hub_id(checkpoint: str | None) -> bool:
+    return bool(checkpoint) and bool(REPO_ID_RE.match(checkpoint)) and not Path(checkpoint).exists()
+
+
+def card_metadata(config: dict, source: TaskSource, repo_id: str) -> dict:
+    """The model card's YAML metadata (Hub conventions: tags, base models, datasets, model-index results)."""
+    base = config["base"]
+    metadata = {
+        "library_name": "kemdy-adapters",
+        "language": ["ko"],
+        "license": "other",
+        "license_name": "kemdy-derived",
+        "license_link": "https://nanum.etri.re.kr/share/kjnoh/KEMDy20?lang=En_us",
+        "pipeline_tag": "audio-classification",
+        "tags": ["adapter-transformers", "adapters", "kemdy-adapters", "emotion-recognition", "multimodal",
+                 "speech", "continual-learning", config["task"]],
+        "datasets": [config["task"]],
+    }
+    bases = [checkpoint for checkpoint in (base["text_checkpoint"], base["speech_checkpoint"])
+             if _looks_like_hub_id(checkpoint)]
+    if bases:
+        metadata["base_model"] = bases
+    if source.scores:
+        names = {"weighted_f1": ("f1", "weighted F1", "weighted"), "macro_f1": ("f1", "macro F1", "macro"),
+                 "uar": ("recall", "UAR (unweighted average recall)", "macro")}
+        metadata["metrics"] = ["f1", "recall"]
+        metadata["model-index"] = [{
+            "name": repo_id.split("/")[-1],
+            "results": [{
+                "task": {"type": "audio-classification", "name": "Emotion recognition in conversation"},
+                "dataset": {"type": config["task"], "name": config["task"].upper(),
+                            "split": "held-out sessions (session-wise cross-validation)"},
+                "metrics": [{"type": kind, "name": name, "value": round(float(source.scores[metric]["mean"]), 4),
+                             "args": {"average": average}}
+                            for metric, (kind, name, average) in names.items() if source.scores.get(metric)],
+            }],
+        }]
+    return metadata
+
+
+def render_model_card(config: dict, source: TaskSource, repo_id: str, parameters: int, size: int) -> str:
+    """README.md of a task repository, from `hub_cards/model_card.md`."""
+    import yaml
+
+    from .cards import DATASET_CARD_VALUES, KEMDY_CITATION, render_template
+
+    corpus = DATASET_CARD_VALUES.get(config["task"], {})
+    base = config["base"]
+    if config["adapter_method"] == "lora":
+        adapters = f"LoRA (r={config['lora_r']}, alpha={config['lora_alpha']})"
+    else:
+        adapters = ("Houlsby bottleneck adapters (two per layer, reduction factor "
+                    f"{config['adapter_reduction_factor']})")
+    scores = source.scores or {}
+    table = "\n".join(
+        f"| {label} | {_score_text(scores.get(metric))} |"
+        for metric, label in (("weighted_f1", "weighted F1"), ("macro_f1", "macro F1"), ("uar", "UAR")))
+    local = [c for c in (base["text_checkpoint"], base["speech_checkpoint"]) if not _looks_like_hub_id(c)]
+    checkpoint_note = (f"Checkpoints given as local paths ({', '.join(map(str, local))}) or missing were not on the "
+                       "Hub when this task was trained: load the task with `text_model=` / `speech_model=` set to the "
+                       "same checkpoints.") if local else ""
+    agnostic = ""
+    if source.agnostic:
+        accuracy = source.agnostic["routing_accuracy"]
+        method = source.agnostic["method"]
+        value = accuracy[method]["mean"] if isinstance(accuracy[method], dict) else accuracy[method]
+        agnostic = (f"Without the task id, the task is chosen by routing statistics (`{method}`); routing accuracy "
+                    f"between the tasks of this run: {value:.3f}.")
+    values = {
+        "metadata": yaml.safe_dump(card_metadata(config, source, repo_id), sort_keys=False,
+                                   allow_unicode=True).strip(),
+        "title": f"{corpus.get('pretty_name', config['task'])} emotion task adapter ({repo_id})",
+        "pretty_name": corpus.get("pretty_name", config["task"]),
+        "adapter_description": adapters,
+        "adapter_method": config["adapter_method"],
+        "num_labels": len(config["labels"]),
+        "parameters": f"{parameters:,}",
+        "size": f"{size / 1e6:.2f} MB",
+        "labels": ", ".join(config["labels"]),
+        "text_checkpoint": base["text_checkpoint"],
+        "speech_checkpoint": base["speech_checkpoint"],
+        "text_shape": _shape_text(base["text"]),
+        "speech_shape": _shape_text(base["speech"]),
+        "checkpoint_note": checkpoint_note,
+        "repo_id": repo_id,
+        "corpus_summary": corpus.get("summary", f"Trained on {config['task']}."),
+        "protocol": source.protocol,
+        "scores_table": table,
+        "agnostic": agnostic,
+        "balance_note": "Label distribution: " + corpus.get("balance_note", "see the dataset card."),
+        "citation": KEMDY_CITATION,
+    }
+    return render_template("model_card.md", values)
+
+
+def _score_text(score: dict | None) -> str:
+    if not score:
+        return "not measured"
+    if score.get("n", 1) > 1:
+        return f"{score['mean']:.3f} ± {score['std']:.3f} ({score['n']} folds)"
+    return f"{score['mean']:.3f} (1 fold)"
+
+
+def prepare_task_folder(source, task: str, output, repo_id: str, strategy: str = "adapter", fold: int = 0,
+                        overwrite: bool = False) -> list[Path]:
+    """Writes the folder that `push` uploads into `output`; returns its files."""
+    found = find_task(source, task, strategy=strategy, fold=fold)
+    config = read_task_config(found.export_dir)
+    if not config["adapters"]:
+        raise ValueError(f"{found.export_dir}: task {task!r} has no adapters; only adapter strategies are shared")
+    output = Path(output)
+    if output.exists() and any(output.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{output} exists and is not empty (pass --overwrite to replace it)")
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+    for name in TASK_FILES:
+        if (found.export_dir / name).is_file():
+            shutil.copyfile(found.export_dir / name, output / name)
+    if not (output / TASK_WEIGHTS).is_file():
+        raise TaskExportError(f"{found.export_dir}: {TASK_WEIGHTS} is missing")
+    from safetensors.torch import load_file
+
+    parameters = sum(tensor.numel() for tensor in load_file(output / TASK_WEIGHTS).values())
+    size = sum(path.stat().st_size for path in output.iterdir())
+    (output / CARD).write_text(render_model_card(config, found, repo_id, parameters, size), encoding="utf-8")
+    return sorted(output.iterdir())
+
+
+def push_task(folder, repo_id: str, private: bool = True, token: str | None = None,
+              commit_message: str | None = None) -> str:
+    """Uploads a prepared task folder (only its task files and card) to `repo_id`; returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    folder = Path(folder)
+    if not (folder / TASK_CONFIG).is_file() or not (folder / CARD).is_file():
+        raise FileNotFoundError(f"{folder}: not a prepared task folder (run push with --to-dir first)")
+    config = read_task_config(folder)
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    info = api.upload_folder(
+        folder_path=str(folder), repo_id=repo_id, repo_type="model",
+        allow_patterns=[*TASK_FILES, CARD],
+        commit_message=commit_message or f"Upload task adapter {config['task']} (kemdy-adapters)",
+    )
+    return str(getattr(info, "commit_url", info))
+
+
+def resolve_task(location, revision: str | None = None, cache_dir=None, token: str | None = None) -> Path:
+    """A local task folder as is, or a Hub repo id resolved through the Hugging Face cache (downloading when
+    online; with HF_HUB_OFFLINE=1 only the cache is read). Only the task files and the card are fetched."""
+    path = Path(location)
+    if path.is_dir():
+        return path
+    if not REPO_ID_RE.match(str(location)):
+        raise TaskExportError(f"{location}: no such folder, and not a Hub repo id (owner/name)")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        folder = snapshot_download(str(location), revision=revision, cache_dir=cache_dir, token=token,
+                                   allow_patterns=[*TASK_FILES, CARD])
+    except LocalEntryNotFoundError as error:
+        raise TaskExportError(f"{location}: not a local folder and not in the Hugging Face cache, and the Hub "
+                              f"cannot be reached ({error})") from error
+    except (RepositoryNotFoundError, HfHubHTTPError) as error:
+        raise TaskExportError(f"{location}: the Hub refused the repository ({error})") from error
+    return Path(folder)
+
+
+def describe_folder(files: list[Path]) -> str:
+    size = sum(path.stat().st_size for path in files)
+    lines = [f"  {path.name:<22} {path.stat().st_size / 1e6:8.3f} MB" for path in files]
+    return "\n".join(lines + [f"  {'total':<22} {size / 1e6:8.3f} MB"])
+
+
+def card_yaml(card_text: str) -> dict:
+    """The YAML metadata block of a card (for checks)."""
+    import yaml
+
+    match = re.match(r"^---\n(.*?)\n---\n", card_text, re.S)
+    if not match:
+        raise ValueError("card has no YAML metadata block")
+    return yaml.safe_load(match.group(1))
+

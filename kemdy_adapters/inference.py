@@ -1,0 +1,269 @@
+"""Inference: `EmotionRecognizer` loads one or more task adapters (Hub repo ids or local folders) into a model
+built from their base checkpoints and classifies utterances (speech + transcript), choosing the task's adapters
+by routing when the caller does not name the task.
+
+    recognizer = EmotionRecognizer.from_pretrained(["org/kemdy19-adapter", "runs/x/kemdy20/export"])
+    recognizer("utt.wav", "transcript")            # routed
+    recognizer(waveform, "transcript", task="kemdy20", sampling_rate=44100)
+
+Audio of any sample rate and channel count is converted to 16 kHz mono (soundfile + soxr). Bad input raises
+`InputError` naming the item and what is wrong; `predict_many` turns those into per-item error records and goes
+on with the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .corpus import clean_transcript, read_transcript
+from .data import MultimodalCollator, MultimodalProcessor
+from .export import TaskExportError, read_task_config
+from .hub import resolve_task
+from .modeling import MultimodalEmotionModel
+from .routing import Router, load_statistics
+
+logger = logging.getLogger(__name__)
+
+SAMPLING_RATE = 16000
+MIN_SECONDS = 0.1
+SILENCE_PEAK = 1e-4  # -80 dBFS: nothing but digital silence or dither
+TRANSCRIPT_ENCODINGS = ("utf-8", "cp949")
+
+
+class InputError(ValueError):
+    """One utterance cannot be classified: unreadable or unusable audio, or no text."""
+
+
+def load_audio(audio, sampling_rate: int | None = None, name: str = "audio") -> np.ndarray:
+    """16 kHz mono float32 from a wav path, or from an array (samples, or samples x channels) at `sampling_rate`."""
+    import soundfile as sf
+    import soxr
+
+    if isinstance(audio, (str, Path)):
+        name = str(audio)
+        try:
+            data, rate = sf.read(str(audio), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, OSError) as error:
+            raise InputError(f"{audio}: unreadable audio file ({error})") from error
+    else:
+        if sampling_rate is None:
+            raise InputError(f"{name}: an audio array needs its sampling_rate")
+        data, rate = np.asarray(audio, dtype=np.float32), int(sampling_rate)
+        if data.ndim == 1:
+            data = data[:, None]
+        elif data.ndim != 2:
+            raise InputError(f"{name}: audio must be 1-D (samples) or 2-D (samples x channels), got {data.shape}")
+        elif data.shape[0] < data.shape[1]:
+            data = data.T  # channels x samples
+    if data.size == 0 or len(data) / rate < MIN_SECONDS:
+        raise InputError(f"{name}: audio too short ({len(data) / rate:.3f} s; at least {MIN_SECONDS} s needed)")
+    mono = data.mean(axis=1)
+    if not np.all(np.isfinite(mono)):
+        raise InputError(f"{name}: audio holds NaN or infinite samples")
+    if np.abs(mono).max() < SILENCE_PEAK:
+        raise InputError(f"{name}: audio is silent (peak below {SILENCE_PEAK:g})")
+    if rate != SAMPLING_RATE:
+        mono = soxr.resample(mono, rate, SAMPLING_RATE).astype(np.float32)
+    return mono
+
+
+def transcript_beside(wav: str | Path) -> str:
+    """The cleaned transcript in the `.txt` beside a wav file (UTF-8 or cp949, as in KEMDy)."""
+    path = Path(wav).with_suffix(".txt")
+    if not path.is_file():
+        raise InputError(f"{wav}: no text given and no transcript {path.name} beside it")
+    try:
+        raw, _ = read_transcript(path, TRANSCRIPT_ENCODINGS)
+    except ValueError as error:
+        raise InputError(str(error)) from error
+    return clean_transcript(raw)
+
+
+@dataclass
+class Prediction:
+    emotion: str
+    probabilities: dict[str, float]
+    task: str
+    routed: bool
+    routing: dict[str, float] | None
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"emotion": self.emotion, "probabilities": self.probabilities, "task": self.task,
+                "routed": self.routed, "routing": self.routing, "seconds": round(self.seconds, 4)}
+
+
+class EmotionRecognizer:
+    """A model with one or more tasks, its processor, and a router over the tasks that have routing statistics."""
+
+    def __init__(self, model: MultimodalEmotionModel, processor: MultimodalProcessor, router: Router | None = None):
+        self.model = model.eval()
+        self.processor = processor
+        self.collator = MultimodalCollator(processor.tokenizer)
+        self.router = router
+
+    @property
+    def tasks(self) -> list[str]:
+        return self.model.tasks
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        tasks,
+        text_model: str | None = None,
+        speech_model: str | None = None,
+        revision: str | None = None,
+        cache_dir=None,
+        token: str | None = None,
+        device: str | torch.device = "cpu",
+        max_speech_seconds: float = 5.0,
+        max_text_length: int = 256,
+    ) -> EmotionRecognizer:
+        """Loads task adapters (Hub repo ids or local task folders) into a model built from their base checkpoints.
+
+        Args:
+            tasks: One location or a list of them. Every task must come from the same base checkpoints.
+            text_model, speech_model: Override the base checkpoints recorded in the tasks (e.g. a local copy).
+            revision, cache_dir, token: Passed to the Hub when a location is a repo id.
+        """
+        locations = [tasks] if isinstance(tasks, (str, Path)) else list(tasks)
+        if not locations:
+            raise ValueError("no task to load")
+        folders = [resolve_task(location, revision=revision, cache_dir=cache_dir, token=token)
+                   for location in locations]
+        configs = [read_task_config(folder) for folder in folders]
+        first = configs[0]
+        text = text_model or first["base"]["text_checkpoint"]
+        speech = speech_model or first["base"]["speech_checkpoint"]
+        if not text or not speech:
+            raise TaskExportError(f"{folders[0]}: the task records no base checkpoint (trained on random encoders?); "
+                                  "pass text_model= and speech_model=")
+        for folder, config in zip(folders[1:], configs[1:]):
+            if not text_model and config["base"]["text_checkpoint"] != text or \
+                    not speech_model and config["base"]["speech_checkpoint"] != speech:
+                raise TaskExportError(
+                    f"{folder}: task {config['task']!r} was trained on {config['base']['text_checkpoint']} + "
+                    f"{config['base']['speech_checkpoint']}, the first task on {text} + {speech}")
+        model = MultimodalEmotionModel.from_encoders(
+            text, speech, pretrained=True, projector_size=first["projector_size"], dropout=first["dropout"],
+            adapter_method=first["adapter_method"], adapter_reduction_factor=first["adapter_reduction_factor"],
+            lora_r=first["lora_r"], lora_alpha=first["lora_alpha"])
+        statistics = {}
+        for folder in folders:
+            name = model.load_task(folder)
+            kinds = load_statistics(folder)
+            if kinds:
+                statistics[name] = kinds
+        model.to(device)
+        router = None
+        if len(model.tasks) > 1:
+            shared = set.intersection(*(set(kinds) for kinds in statistics.values())) if statistics else set()
+            if len(statistics) == len(model.tasks) and shared:
+                from .routing import DEFAULT_KIND
+
+                kind = DEFAULT_KIND if DEFAULT_KIND in shared else sorted(shared)[0]
+                router = Router({task: statistics[task][kind] for task in model.tasks})
+            else:
+                logger.warning("tasks without routing statistics (%s): pass task= to every call",
+                               sorted(set(model.tasks) - set(statistics)))
+        processor = MultimodalProcessor.from_checkpoints(text, speech, max_text_length=max_text_length,
+                                                         max_speech_seconds=max_speech_seconds)
+        return cls(model, processor, router)
+
+    # ------------------------------------------------------------------------------------------- inference
+    def _inputs(self, audio, text: str | None, sampling_rate: int | None, name: str) -> dict:
+        waveform = load_audio(audio, sampling_rate, name=name)
+        if text is None:
+            if not isinstance(audio, (str, Path)):
+                raise InputError(f"{name}: no text given")
+            text = transcript_beside(audio)
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"{name}: empty transcript")
+        row = self.processor({"text": [text], "audio": [{"array": waveform}], "label": [0]})
+        features = [{key: row[key][0] for key in row if key not in ("labels", "length")}]
+        batch = self.collator(features)
+        return {key: value.to(self.model.device) for key, value in batch.items()}
+
+    @torch.no_grad()
+    def __call__(self, audio, text: str | None = None, task: str | None = None,
+                 sampling_rate: int | None = None) -> dict:
+        """Classifies one utterance: `audio` is a wav path or an array (then give `sampling_rate`); `text` its
+        transcript (default: the `.txt` beside the wav). `task` picks the adapters; without it, a one-task model
+        uses its task and a multi-task model routes. Returns emotion, probabilities, task, routing, seconds."""
+        started = time.perf_counter()
+        name = str(audio) if isinstance(audio, (str, Path)) else "audio"
+        batch = self._inputs(audio, text, sampling_rate, name)
+        routing = None
+        if task is not None:
+            if task not in self.model.tasks:
+                raise InputError(f"{name}: unknown task {task!r}; loaded tasks: {self.model.tasks}")
+            chosen, routed = task, False
+        elif len(self.model.tasks) == 1:
+            chosen, routed = self.model.tasks[0], False
+        else:
+            if self.router is None:
+                raise InputError(f"{name}: no task given and the loaded tasks have no routing statistics")
+            names, posterior = self.router.route(self.model, batch)
+            chosen, routed = names[0], True
+            routing = {other: round(float(p), 6) for other, p in zip(self.router.tasks, posterior[0])}
+        logits = self.model(**batch, task=chosen).logits[0].float()
+        probabilities = torch.softmax(logits, -1).tolist()
+        labels = self.model.task_labels(chosen)
+        return Prediction(
+            emotion=labels[int(np.argmax(probabilities))],
+            probabilities={label: round(p, 6) for label, p in zip(labels, probabilities)},
+            task=chosen, routed=routed, routing=routing, seconds=time.perf_counter() - started,
+        ).to_dict()
+
+    def predict_many(self, items, task: str | None = None):
+        """Yields one record per item (`{"id", "audio", "text", "task"}` dicts): the prediction, or the error."""
+        for item in items:
+            record = {"id": item.get("id") or str(item.get("audio"))}
+            try:
+                record |= self(item["audio"], item.get("text"), task=item.get("task") or task,
+                               sampling_rate=item.get("sampling_rate"))
+            except InputError as error:
+                record["error"] = str(error)
+            yield record
+
+
+def items_from(wav=None, text: str | None = None, folder=None, manifest=None) -> list[dict]:
+    """The utterances one `predict` call names: a wav (and its text), every wav in a folder (recursively, text
+    from the `.txt` beside each), or a CSV manifest with columns `audio` and optionally `text`, `id`, `task`
+    (paths relative to the manifest)."""
+    import csv
+
+    if sum(value is not None for value in (wav, folder, manifest)) != 1:
+        raise ValueError("give exactly one of a wav file, a folder or a CSV manifest")
+    if wav is not None:
+        return [{"id": Path(wav).stem, "audio": str(wav), "text": text}]
+    if folder is not None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder")
+        wavs = sorted(path for path in folder.rglob("*") if path.suffix.lower() == ".wav")
+        if not wavs:
+            raise ValueError(f"{folder}: no .wav files")
+        return [{"id": str(path.relative_to(folder).with_suffix("")), "audio": str(path), "text": None}
+                for path in wavs]
+    manifest = Path(manifest)
+    with open(manifest, newline="", encoding="utf-8-sig") as stream:
+        rows = list(csv.DictReader(stream))
+    if not rows or "audio" not in rows[0]:
+        raise ValueError(f"{manifest}: a CSV manifest needs a header with an 'audio' column (and optionally text, "
+                         "id, task)")
+    items = []
+    for line, row in enumerate(rows, start=2):
+        audio = (row.get("audio") or "").strip()
+        path = Path(audio) if Path(audio).is_absolute() else manifest.parent / audio
+        items.append({"id": (row.get("id") or "").strip() or f"{manifest.name}:{line}",
+                      "audio": str(path) if audio else f"{manifest.name}:{line} (no audio path)",
+                      "text": row.get("text") or None,  # an empty cell: the .txt beside the wav
+                      "task": (row.get("task") or "").strip() or None})
+    return items
