@@ -11,7 +11,7 @@ import pytest
 
 from kemdy_adapters.cli import build_parser, main
 
-COMMANDS = ["sample-corpus", "inspect", "train", "benchmark", "bench", "demo"]
+COMMANDS = ["sample-corpus", "inspect", "train", "benchmark", "bench", "push", "predict", "demo"]
 
 
 def test_console_script_help():

@@ -62,8 +62,8 @@ def test_adapter_earlier_task_unchanged_exactly(adapter_run):
         assert matrix[0][1] is None  # kemdy20's head does not exist after kemdy19
     assert results["summary"]["weighted_f1"]["forgetting"] == 0.0
     assert results["confusion"]["kemdy19"]["kemdy19"] == results["confusion"]["kemdy20"]["kemdy19"]
-    assert sorted(p.name for p in (output / "kemdy19" / "export").iterdir()) == ["model.safetensors",
-                                                                                   "task_config.json"]
+    assert sorted(p.name for p in (output / "kemdy19" / "export").iterdir()) == [
+        "model.safetensors", "routing.safetensors", "task_config.json"]
     assert not (output / "kemdy19" / "checkpoints").exists()
     saved = json.loads((output / "results.json").read_text())
     assert saved["matrix"] == results["matrix"] and saved["order"] == ["kemdy19", "kemdy20"]
