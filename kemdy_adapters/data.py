@@ -9,6 +9,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+from transformers.data.data_collator import pad_without_fast_tokenizer_warning
 
 from .folds import split_by_sessions
 from .hf_dataset import load_kemdy
@@ -110,7 +111,10 @@ class MultimodalCollator:
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         text_keys = [key for key in ("input_ids", "attention_mask", "token_type_ids") if key in features[0]]
-        batch = self.tokenizer.pad(
+        # (transformers' helper silences its advice to tokenise and pad in one call: text is tokenised once,
+        # ahead, with Dataset.map.)
+        batch = pad_without_fast_tokenizer_warning(
+            self.tokenizer,
             [{key: feature[key] for key in text_keys} for feature in features],
             padding=True,
             pad_to_multiple_of=self.pad_to_multiple_of,

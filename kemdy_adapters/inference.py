@@ -85,6 +85,17 @@ def transcript_beside(wav: str | Path) -> str:
     return clean_transcript(raw)
 
 
+def quantize_int8(model: MultimodalEmotionModel) -> MultimodalEmotionModel:
+    """Dynamic int8 quantisation of every `nn.Linear` (encoders, adapters, heads) in place, for CPU serving:
+    weights stored as int8, activations quantised per batch. Convolutions and layer norms stay float. Done after
+    every task is loaded (a quantised model cannot learn or load tasks)."""
+    from torch.ao.quantization import quantize_dynamic
+
+    model.eval()
+    quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    return model
+
+
 @dataclass
 class Prediction:
     emotion: str
@@ -124,6 +135,7 @@ class EmotionRecognizer:
         device: str | torch.device = "cpu",
         max_speech_seconds: float = 5.0,
         max_text_length: int = 256,
+        int8: bool = False,
     ) -> EmotionRecognizer:
         """Loads task adapters (Hub repo ids or local task folders) into a model built from their base checkpoints.
 
@@ -131,6 +143,7 @@ class EmotionRecognizer:
             tasks: One location or a list of them. Every task must come from the same base checkpoints.
             text_model, speech_model: Override the base checkpoints recorded in the tasks (e.g. a local copy).
             revision, cache_dir, token: Passed to the Hub when a location is a repo id.
+            int8: Serve with dynamic int8 quantisation of every linear layer (CPU; see `quantize_int8`).
         """
         locations = [tasks] if isinstance(tasks, (str, Path)) else list(tasks)
         if not locations:
@@ -172,6 +185,8 @@ class EmotionRecognizer:
             else:
                 logger.warning("tasks without routing statistics (%s): pass task= to every call",
                                sorted(set(model.tasks) - set(statistics)))
+        if int8:
+            quantize_int8(model)
         processor = MultimodalProcessor.from_checkpoints(text, speech, max_text_length=max_text_length,
                                                          max_speech_seconds=max_speech_seconds)
         return cls(model, processor, router)

@@ -8,7 +8,8 @@ warm-up steps; nothing here is a test.
 
 Training is timed as the task loop trains: from the cached output of the frozen convolutional feature encoder
 (`train_utt_per_s`); `train_waveform_utt_per_s` times the same step from waveforms. Inference is timed from
-waveforms (what a served request brings).
+waveforms (what a served request brings), in float32 and with dynamic int8 quantisation of the linear layers
+(`infer_int8_utt_per_s`, `inference.quantize_int8`).
 """
 
 from __future__ import annotations
@@ -109,6 +110,10 @@ def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int
     train = timed(train_step, cached)
     train_waveform = timed(train_step, batches)
     infer = timed(infer_step, batches)
+    from .inference import quantize_int8
+
+    quantize_int8(model)  # last: the quantised model is only served
+    infer_int8 = timed(infer_step, batches)
     return {
         "shape": shape,
         "strategy": strategy,
@@ -117,6 +122,7 @@ def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int
         "train_utt_per_s": round(train, 3),
         "train_waveform_utt_per_s": round(train_waveform, 3),
         "infer_utt_per_s": round(infer, 3),
+        "infer_int8_utt_per_s": round(infer_int8, 3),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3),
         "trainable_parameters": trainable,
         "model_parameters": sum(p.numel() for p in model.parameters()),
