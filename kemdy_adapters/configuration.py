@@ -49,6 +49,11 @@ class MultimodalEmotionConfig(PretrainedConfig):
             overridden). Off by default: it skips whole layers, and with them their adapters, at random, which
             distributed training without unused-parameter detection cannot handle (ranks would skip different
             layers and wait for each other forever).
+        speech_frozen_layers: The lowest N Wav2Vec2 layers get no adapters (adapters' `leave_out`). In the
+            adapter strategies everything up to layer N is then frozen for every task, so its output is computed
+            once per utterance and cached (`features.py`), and training runs only the layers above: much faster,
+            at the price of no adapters (and no dropout or SpecAugment) below the boundary. 0 (default): adapters
+            in every layer, as in the reference method.
     """
 
     model_type = "kemdy_multimodal_emotion"
@@ -68,6 +73,7 @@ class MultimodalEmotionConfig(PretrainedConfig):
         speech_checkpoint: str | None = None,
         active_task: str | None = None,
         speech_layerdrop: float = 0.0,
+        speech_frozen_layers: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -89,6 +95,10 @@ class MultimodalEmotionConfig(PretrainedConfig):
         self.speech_checkpoint = speech_checkpoint
         self.active_task = active_task
         self.speech_layerdrop = speech_layerdrop
+        if not 0 <= speech_frozen_layers < self.speech_config.num_hidden_layers:
+            raise ValueError(f"speech_frozen_layers must be in [0, {self.speech_config.num_hidden_layers}), got "
+                             f"{speech_frozen_layers}: the top layer needs adapters")
+        self.speech_frozen_layers = speech_frozen_layers
 
 
 def check_task_name(name: str) -> None:

@@ -64,6 +64,7 @@ def build_model(model_args: ModelArguments, strategy: str) -> MultimodalEmotionM
         adapter_reduction_factor=model_args.adapter_reduction_factor,
         lora_r=model_args.lora_r,
         lora_alpha=model_args.lora_alpha,
+        speech_frozen_layers=model_args.speech_frozen_layers,
     )
 
 
@@ -263,7 +264,7 @@ class ContinualRun:
         scores = self._score_all(trainer, model, task, inputs)
         agnostic = None
         if self.strategy in ADAPTER_STRATEGIES and index == len(self.order) - 1 and len(self.order) > 1:
-            agnostic = self._score_agnostic(model, inputs)
+            agnostic = self._score_agnostic(model, self.data)
         if _is_main(self.args):
             write_json(folder / "scores.json", {
                 "task": task, "head": head, "scores": scores, "task_agnostic": agnostic, "best_epoch": best_epoch,
@@ -289,7 +290,7 @@ class ContinualRun:
         if _is_main(self.args):
             if self.strategy in ADAPTER_STRATEGIES:
                 size = model.save_task(folder / "export", task).bytes
-                statistics = [TaskStatistics.from_dataset(model, inputs[task]["train"], self.collator, kind,
+                statistics = [TaskStatistics.from_dataset(model, self.data[task]["train"], self.collator, kind,
                                                           self.args.per_device_eval_batch_size) for kind in KINDS]
                 size += save_statistics(folder / "export", statistics).stat().st_size
             elif self.strategy in ("finetune", "ewc") and index < len(self.order) - 1:

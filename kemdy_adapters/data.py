@@ -14,7 +14,9 @@ from transformers.data.data_collator import pad_without_fast_tokenizer_warning
 from .folds import split_by_sessions
 from .hf_dataset import load_kemdy
 
-MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "input_values", "speech_features", "labels")
+MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "input_values", "speech_features", "speech_hidden",
+                 "labels")
+SPEECH_COLUMNS = ("speech_hidden", "speech_features", "input_values")
 
 
 @dataclass
@@ -103,8 +105,8 @@ def load_task_splits(
 
 @dataclass
 class MultimodalCollator:
-    """Pads token ids with the tokenizer, and waveforms (or cached feature-encoder frames) with zeros plus a mask
-    (`speech_attention_mask`, or `speech_frame_mask` for frames)."""
+    """Pads token ids with the tokenizer, and waveforms (or cached frames: feature-encoder output or frozen-layer
+    output, see features.py) with zeros plus a mask (`speech_attention_mask`, or `speech_frame_mask` for frames)."""
 
     tokenizer: object
     pad_to_multiple_of: int | None = None
@@ -120,7 +122,7 @@ class MultimodalCollator:
             pad_to_multiple_of=self.pad_to_multiple_of,
             return_tensors="pt",
         )
-        speech_key = "speech_features" if "speech_features" in features[0] else "input_values"
+        speech_key = next(key for key in SPEECH_COLUMNS if key in features[0])
         rows = [torch.as_tensor(np.asarray(feature[speech_key], dtype=np.float32)) for feature in features]
         lengths = [len(row) for row in rows]
         values = rows[0].new_zeros(len(rows), max(lengths), *rows[0].shape[1:])
@@ -128,8 +130,8 @@ class MultimodalCollator:
         for i, row in enumerate(rows):
             values[i, : lengths[i]] = row
             mask[i, : lengths[i]] = 1
-        if speech_key == "speech_features":  # (B, T, C) frames of the frozen feature encoder
-            batch["speech_features"], batch["speech_frame_mask"] = values, mask
+        if speech_key != "input_values":  # (B, T, C) frames: feature-encoder output or frozen-layer output
+            batch[speech_key], batch["speech_frame_mask"] = values, mask
         else:  # (B, samples) waveforms
             batch["input_values"], batch["speech_attention_mask"] = values, mask
         if "labels" in features[0]:

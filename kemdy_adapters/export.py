@@ -94,6 +94,7 @@ def save_task(model, save_directory, name: str) -> TaskExport:
         "lora_r": model.config.lora_r,
         "lora_alpha": model.config.lora_alpha,
         "adapter_config": model.adapter_config().to_dict() if spec["adapters"] else None,
+        "speech_frozen_layers": model.config.speech_frozen_layers,
         "projector_size": model.config.projector_size,
         "dropout": model.config.dropout,
         "base": {
@@ -146,9 +147,10 @@ def check_compatible(model, config: dict, source) -> None:
         for field, value in config["base"][part].items():
             if ours[part].get(field) != value:
                 problems.append(f"{part} encoder {field}: task has {value!r}, model has {ours[part].get(field)!r}")
-    for field in ("adapter_method", "adapter_reduction_factor", "lora_r", "lora_alpha", "projector_size"):
+    for field in ("adapter_method", "adapter_reduction_factor", "lora_r", "lora_alpha", "speech_frozen_layers",
+                  "projector_size"):
         if config["adapters"] or field == "projector_size":
-            if getattr(model.config, field) != config[field]:
+            if getattr(model.config, field) != config.get(field, 0):
                 problems.append(f"{field}: task has {config[field]!r}, model has {getattr(model.config, field)!r}")
     if problems:
         raise TaskExportError(f"{source}: task {config['task']!r} does not fit this model: " + "; ".join(problems))

@@ -166,7 +166,8 @@ class EmotionRecognizer:
         model = MultimodalEmotionModel.from_encoders(
             text, speech, pretrained=True, projector_size=first["projector_size"], dropout=first["dropout"],
             adapter_method=first["adapter_method"], adapter_reduction_factor=first["adapter_reduction_factor"],
-            lora_r=first["lora_r"], lora_alpha=first["lora_alpha"])
+            lora_r=first["lora_r"], lora_alpha=first["lora_alpha"],
+            speech_frozen_layers=first.get("speech_frozen_layers", 0))
         statistics = {}
         for folder in folders:
             name = model.load_task(folder)

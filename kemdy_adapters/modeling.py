@@ -157,17 +157,19 @@ class MultimodalEmotionModel(PreTrainedModel):
     def active_task(self) -> str | None:
         return self.config.active_task
 
-    def adapter_config(self):
-        """The `adapters` config every task's adapters are created with."""
+    def adapter_config(self, part: str = "text"):
+        """The `adapters` config of every task's adapters in the `text` or `speech` encoder (the speech encoder's
+        lowest `speech_frozen_layers` layers are left out)."""
+        leave_out = list(range(self.config.speech_frozen_layers)) if part == "speech" else []
         if self.config.adapter_method == "lora":
-            return LoRAConfig(r=self.config.lora_r, alpha=self.config.lora_alpha)
-        return DoubleSeqBnConfig(reduction_factor=self.config.adapter_reduction_factor)
+            return LoRAConfig(r=self.config.lora_r, alpha=self.config.lora_alpha, leave_out=leave_out)
+        return DoubleSeqBnConfig(reduction_factor=self.config.adapter_reduction_factor, leave_out=leave_out)
 
     def _build_task(self, name: str) -> None:
         spec = self.config.tasks[name]
         if spec["adapters"]:
-            for encoder in (self.text_encoder, self.speech_encoder):
-                encoder.add_adapter(name, config=self.adapter_config())
+            self.text_encoder.add_adapter(name, config=self.adapter_config("text"))
+            self.speech_encoder.add_adapter(name, config=self.adapter_config("speech"))
         self.heads[name] = TaskHead(
             text_size=self.config.text_config.hidden_size,
             speech_size=self.config.speech_config.hidden_size,
@@ -272,19 +274,36 @@ class MultimodalEmotionModel(PreTrainedModel):
         mask = torch.arange(features.shape[1], device=features.device)[None, :] < frame_lengths[:, None]
         return features, mask
 
+    def encode_text(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """BERT's pooled [CLS] (B, H_text) with the active adapters."""
+        return self.text_encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).pooler_output
+
     def encode_speech(
         self,
         input_values: torch.Tensor | None = None,
         speech_attention_mask: torch.Tensor | None = None,
         speech_features: torch.Tensor | None = None,
         speech_frame_mask: torch.Tensor | None = None,
+        speech_hidden: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Wav2Vec2 last hidden states (B, T, H) with the active adapters, and the frame mask (B, T).
 
         Takes the waveform (`input_values`, `speech_attention_mask`) or, to skip the frozen convolutional
         feature encoder, its precomputed output (`speech_features` (B, T, C), `speech_frame_mask` (B, T); see
-        `features.py`).
+        `features.py`), or the precomputed output of the frozen layers below `speech_frozen_layers`
+        (`speech_hidden` (B, T, H), see `speech_lower_layers`).
         """
+        if speech_hidden is not None:
+            mask = speech_frame_mask.bool() if speech_frame_mask is not None else torch.ones(
+                speech_hidden.shape[:2], dtype=torch.bool, device=speech_hidden.device)
+            with ForwardContext(self.speech_encoder):
+                return self._speech_layers(speech_hidden, mask, self.config.speech_frozen_layers), mask
         if speech_features is not None:
             features = speech_features
             mask = speech_frame_mask.bool() if speech_frame_mask is not None else torch.ones(
@@ -301,6 +320,50 @@ class MultimodalEmotionModel(PreTrainedModel):
             hidden = encoder.encoder(hidden, attention_mask=mask).last_hidden_state
         return hidden, mask
 
+    def _speech_layers(self, hidden: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
+        """Wav2Vec2 encoder layers `start`.. on their input `hidden` (B, T, H), then the final layer norm of
+        pre-LN models: the part of `Wav2Vec2Encoder(StableLayerNorm).forward` above a layer boundary."""
+        encoder = self.speech_encoder.encoder
+        stable = self.speech_encoder.config.do_stable_layer_norm
+        attention = encoder._update_full_mask(mask.long(), hidden)
+        for layer in encoder.layers[start:]:
+            hidden = layer(hidden, attention_mask=attention)[0]
+        return encoder.layer_norm(hidden) if stable else hidden
+
+    def speech_cache_boundary(self) -> int:
+        """The layer boundary below which the speech encoder is frozen for every task and so can be cached:
+        `speech_frozen_layers` while nothing below it trains (the adapter strategies), else 0 (cache the
+        convolutional feature encoder only)."""
+        boundary = self.config.speech_frozen_layers
+        if boundary == 0:
+            return 0
+        encoder = self.speech_encoder
+        lower = [encoder.feature_projection, encoder.encoder.pos_conv_embed, encoder.encoder.layer_norm,
+                 *encoder.encoder.layers[:boundary]]
+        if any(parameter.requires_grad for module in lower for parameter in module.parameters()):
+            return 0
+        return boundary
+
+    @torch.no_grad()
+    def speech_lower_layers(self, features: torch.Tensor) -> torch.Tensor:
+        """One utterance's (1, T, C) feature-encoder output through the frozen part below
+        `speech_frozen_layers`: projection, positional convolution, layer norm (post-LN) and the lowest layers,
+        in eval mode (no dropout or SpecAugment). Returns (1, T, H), the input of layer `speech_frozen_layers`."""
+        encoder = self.speech_encoder
+        was_training = encoder.training
+        encoder.eval()
+        try:
+            with ForwardContext(encoder):
+                hidden, _ = encoder.feature_projection(features)
+                hidden = hidden + encoder.encoder.pos_conv_embed(hidden)
+                if not encoder.config.do_stable_layer_norm:
+                    hidden = encoder.encoder.layer_norm(hidden)
+                for layer in encoder.encoder.layers[: self.config.speech_frozen_layers]:
+                    hidden = layer(hidden)[0]
+        finally:
+            encoder.train(was_training)
+        return hidden
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -313,21 +376,21 @@ class MultimodalEmotionModel(PreTrainedModel):
         return_dict: bool | None = None,
         speech_features: torch.Tensor | None = None,
         speech_frame_mask: torch.Tensor | None = None,
+        speech_hidden: torch.Tensor | None = None,
     ) -> SequenceClassifierOutput:
         """Logits (B, num_labels) of `task` (default: the active task); a cross-entropy loss if `labels` given.
 
-        Speech comes as the waveform (`input_values`, `speech_attention_mask`) or as the cached output of the
-        frozen convolutional feature encoder (`speech_features`, `speech_frame_mask`).
+        Speech comes as the waveform (`input_values`, `speech_attention_mask`), as the cached output of the
+        frozen convolutional feature encoder (`speech_features`, `speech_frame_mask`), or as the cached output of
+        the frozen layers below `speech_frozen_layers` (`speech_hidden`, `speech_frame_mask`).
         """
         task = self._task(task)
         if task != self.config.active_task:
             self.set_active_task(task)
         head = self.heads[task]
-        text = self.text_encoder(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        ).pooler_output  # (B, H_text)
+        text = self.encode_text(input_ids, attention_mask, token_type_ids)  # (B, H_text)
         hidden, mask = self.encode_speech(
-            input_values, speech_attention_mask, speech_features, speech_frame_mask
+            input_values, speech_attention_mask, speech_features, speech_frame_mask, speech_hidden
         )  # (B, T, H_speech), (B, T)
         projected = head.projector(hidden)  # (B, T, P)
         weights = mask.unsqueeze(-1).to(projected.dtype)

@@ -23,6 +23,7 @@ import sys
 import time
 
 SHAPES = ("tiny", "base")
+SPEECH_INPUTS = ("speech_features", "speech_hidden", "speech_frame_mask")
 STRATEGIES = ("finetune", "adapter")
 
 
@@ -62,7 +63,7 @@ def _batches(count: int, batch_size: int, vocab: int, seed: int):
     return batches
 
 
-def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int, seed: int) -> dict:
+def _model(shape: str, strategy: str, seed: int, frozen_layers: int = 0):
     import torch
 
     from .configuration import MultimodalEmotionConfig
@@ -70,21 +71,45 @@ def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int
 
     torch.manual_seed(seed)
     text, speech = _configs(shape)
-    model = MultimodalEmotionModel(MultimodalEmotionConfig(text_config=text, speech_config=speech))
+    model = MultimodalEmotionModel(MultimodalEmotionConfig(
+        text_config=text, speech_config=speech,
+        speech_frozen_layers=frozen_layers if strategy == "adapter" else 0))
     if strategy == "adapter":
         model.add_task("task")
         model.train_task("task")
     else:
         model.add_task("shared", adapters=False)
         model.train_task("shared", full=True)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    batches = _batches(warmup + steps, batch_size, text.vocab_size, seed)
+    return model
 
-    def with_features(batch):
-        features, mask = model.speech_frames(batch["input_values"], batch["speech_attention_mask"])
-        return {k: v for k, v in batch.items() if k not in ("input_values", "speech_attention_mask")} | {
-            "speech_features": features, "speech_frame_mask": mask}
+
+def _with_features(model, batch: dict) -> dict:
+    """The batch as the task loop trains on it: the cached output of the frozen speech part (the feature encoder,
+    or everything below the layer boundary) instead of the waveform."""
+    import torch
+
+    features, mask = model.speech_frames(batch["input_values"], batch["speech_attention_mask"])
+    rest = {k: v for k, v in batch.items() if k not in ("input_values", "speech_attention_mask")}
+    if not model.speech_cache_boundary():
+        return rest | {"speech_features": features, "speech_frame_mask": mask}
+    hidden = torch.zeros(*features.shape[:2], model.speech_encoder.config.hidden_size)
+    for i, n in enumerate(mask.sum(-1).tolist()):  # per utterance, as features.py caches it
+        hidden[i, :n] = model.speech_lower_layers(features[i: i + 1, :n])[0]
+    return rest | {"speech_hidden": hidden, "speech_frame_mask": mask}
+
+
+def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int, seed: int,
+             optimizer_kind: str = "fused", frozen_layers: int = 0) -> dict:
+    import torch
+
+    model = _model(shape, strategy, seed, frozen_layers)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    parameters = sum(p.numel() for p in model.parameters())
+    # The task loop's optimizer (ContinualTrainingArguments.optim = adamw_torch_fused); "foreach" is torch's
+    # default AdamW, for before/after figures.
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5,
+                                  fused=optimizer_kind == "fused")
+    batches = _batches(warmup + steps, batch_size, model.config.text_config.vocab_size, seed)
 
     def timed(step, inputs):
         durations = []
@@ -106,7 +131,7 @@ def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int
         with torch.inference_mode():
             model(**{k: v for k, v in batch.items() if k != "labels"})
 
-    cached = [with_features(batch) for batch in batches]  # computed once, as the feature cache does
+    cached = [_with_features(model, batch) for batch in batches]  # computed once, as the feature cache does
     train = timed(train_step, cached)
     train_waveform = timed(train_step, batches)
     infer = timed(infer_step, batches)
@@ -119,16 +144,63 @@ def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int
         "strategy": strategy,
         "batch_size": batch_size,
         "threads": torch.get_num_threads(),
+        "speech_frozen_layers": model.config.speech_frozen_layers,
+        "optimizer": optimizer_kind,
         "train_utt_per_s": round(train, 3),
         "train_waveform_utt_per_s": round(train_waveform, 3),
         "infer_utt_per_s": round(infer, 3),
         "infer_int8_utt_per_s": round(infer_int8, 3),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3),
         "trainable_parameters": trainable,
-        "model_parameters": sum(p.numel() for p in model.parameters()),
+        "model_parameters": parameters,
         "timed_steps": steps,
         "warmup_steps": warmup,
     }
+
+
+def profile_step(shape: str, strategy: str, batch_size: int, seed: int, frozen_layers: int = 0,
+                 rows: int = 15) -> str:
+    """Where one training step's time goes: its phases timed, then torch.profiler's top operators."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    model = _model(shape, strategy, seed, frozen_layers)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=True)
+    warm, batch = (_with_features(model, b) for b in _batches(2, batch_size, model.config.text_config.vocab_size,
+                                                               seed))
+    model.train()
+
+    def step(batch, phases=None):
+        started = time.perf_counter()
+        text = model.encode_text(batch["input_ids"], batch["attention_mask"])
+        mark = time.perf_counter()
+        hidden, mask = model.encode_speech(**{key: batch[key] for key in SPEECH_INPUTS if key in batch})
+        head = model.heads[model.active_task]
+        speech = (head.projector(hidden) * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        loss = torch.nn.functional.cross_entropy(head.classifier(torch.cat([text, speech], -1)), batch["labels"])
+        forward_done = time.perf_counter()
+        loss.backward()
+        backward_done = time.perf_counter()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if phases is not None:
+            phases.update({"text forward": mark - started, "speech forward + head": forward_done - mark,
+                           "backward": backward_done - forward_done,
+                           "optimizer": time.perf_counter() - backward_done})
+
+    step(warm)
+    phases: dict = {}
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        step(batch, phases)
+    total = sum(phases.values())
+    frames = int(batch["speech_frame_mask"].sum(1).max())
+    lines = [f"profile of one training step: {shape} shapes, strategy {strategy}, "
+             f"speech_frozen_layers {model.config.speech_frozen_layers}, batch {batch_size}, "
+             f"{torch.get_num_threads()} threads, {frames} speech frames, {batch['input_ids'].shape[1]} tokens "
+             f"(padded); {total:.2f} s"]
+    lines += [f"  {name:<24} {seconds:7.2f} s  {100 * seconds / total:5.1f} %" for name, seconds in phases.items()]
+    lines.append(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,23 +212,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=3, help="timed steps (the median is reported)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--speech-frozen-layers", type=int, default=0,
+                        help="adapter cases: lowest Wav2Vec2 layers without adapters, trained from their output")
+    parser.add_argument("--optimizer", choices=("fused", "foreach"), default="fused",
+                        help="AdamW kernel (foreach: torch's default, as before the speed work)")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead: profile one training step of each case (phases and top operators)")
     parser.add_argument("--case", nargs=2, metavar=("SHAPE", "STRATEGY"), help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.profile:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        for shape in args.shapes:
+            for strategy in args.strategies:
+                print(profile_step(shape, strategy, args.batch_size, args.seed, args.speech_frozen_layers),
+                      flush=True)
+        return 0
     if args.case:  # one case, in this (child) process
         import torch
 
         torch.set_num_threads(args.threads)
-        print(json.dumps(run_case(*args.case, args.batch_size, args.warmup, args.steps, args.seed)), flush=True)
+        print(json.dumps(run_case(*args.case, args.batch_size, args.warmup, args.steps, args.seed,
+                                  args.optimizer, args.speech_frozen_layers)), flush=True)
         return 0
     for shape in args.shapes:
         for strategy in args.strategies:
             command = [sys.executable, "-m", "kemdy_adapters.speed", "--case", shape, strategy,
                        "--batch-size", str(args.batch_size), "--warmup", str(args.warmup), "--steps",
-                       str(args.steps), "--threads", str(args.threads), "--seed", str(args.seed)]
+                       str(args.steps), "--threads", str(args.threads), "--seed", str(args.seed),
+                       "--optimizer", args.optimizer,
+                       "--speech-frozen-layers", str(args.speech_frozen_layers)]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 print(json.dumps({"shape": shape, "strategy": strategy, "error": result.stderr.strip()[-2000:]}))

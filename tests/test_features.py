@@ -30,3 +30,23 @@ def test_cached_features_give_identical_logits_and_are_keyed_by_encoder(tiny_che
     other = MultimodalEmotionModel.from_encoders(*tiny_checkpoints, pretrained=False, projector_size=16)
     assert feature_encoder_digest(other) != feature_encoder_digest(model)
     assert with_speech_features(waveforms, other).cache_files != cached.cache_files
+
+
+def test_layer_boundary_cache_gives_the_same_logits_and_its_own_entry(tiny_checkpoints, prepared_data):
+    model = MultimodalEmotionModel.from_encoders(*tiny_checkpoints, projector_size=16, speech_frozen_layers=1)
+    model.add_task("kemdy19")
+    model.train_task("kemdy19")  # the adapter strategy: nothing below layer 1 trains
+    model.eval()
+    collator = MultimodalCollator(AutoTokenizer.from_pretrained(tiny_checkpoints[0]))
+    waveforms = prepared_data["kemdy19"]["test"]
+    cached = with_speech_features(waveforms, model)
+    assert "speech_hidden" in cached.column_names and "speech_features" not in cached.column_names
+    rows = list(range(6))
+    from_audio = collator([waveforms[i] for i in rows])
+    from_cache = collator([cached[i] for i in rows])
+    assert from_cache["speech_hidden"].shape[-1] == model.speech_encoder.config.hidden_size
+    with torch.no_grad():
+        torch.testing.assert_close(model(**from_cache).logits, model(**from_audio).logits, atol=1e-5, rtol=1e-4)
+    conv_only = MultimodalEmotionModel.from_encoders(*tiny_checkpoints, projector_size=16)
+    assert feature_encoder_digest(conv_only) != feature_encoder_digest(model)
+    assert with_speech_features(waveforms, conv_only).cache_files != cached.cache_files

@@ -275,3 +275,45 @@ def test_parameter_report_at_base_shapes(capsys):
     assert report["head_parameters"] == (768 * 256 + 256) + (768 + 256) * 7 + 7
     assert 0.01 < report["share"] < 0.04
     assert report["export_bytes"] > 4 * report["task_parameters"]
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_frozen_lower_speech_layers_cache_reproduces_the_full_path(norm):
+    torch.manual_seed(0)
+    config = MultimodalEmotionConfig(text_config=tiny_text_config(), speech_config=tiny_speech_config(norm),
+                                     projector_size=16, speech_frozen_layers=1)
+    model = MultimodalEmotionModel(config)
+    model.add_task("kemdy19")
+    names = model.task_parameter_names("kemdy19")
+    assert any(key.startswith("text_encoder.") and ".layer.0." in key for key in names)
+    assert not any(key.startswith("speech_encoder.") and ".layers.0." in key for key in names)
+    assert any(key.startswith("speech_encoder.") and ".layers.1." in key for key in names)
+    model.train_task("kemdy19")
+    assert model.speech_cache_boundary() == 1
+    train_steps(model, "kemdy19", steps=2)  # adapters away from their identity start
+    inputs = batch(seed=2)
+    full = logits(model, inputs, "kemdy19")
+    features, mask = model.speech_frames(inputs["input_values"], inputs["speech_attention_mask"])
+    hidden = torch.zeros(*features.shape[:2], model.config.speech_config.hidden_size)
+    for i, n in enumerate(mask.sum(-1).tolist()):
+        hidden[i, :n] = model.speech_lower_layers(features[i: i + 1, :n])[0]
+    cached = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "speech_hidden": hidden,
+              "speech_frame_mask": mask}
+    torch.testing.assert_close(logits(model, cached, "kemdy19"), full, atol=1e-5, rtol=1e-4)
+    # Training the shared encoders (fine-tuning strategies) makes the lower layers trainable: no layer cache.
+    model.add_task("shared", adapters=False)
+    model.train_task("shared", full=True)
+    assert model.speech_cache_boundary() == 0
+    with pytest.raises(ValueError, match="speech_frozen_layers must be in"):
+        MultimodalEmotionConfig(speech_config=tiny_speech_config(norm), speech_frozen_layers=2)
+
+
+def test_task_export_records_the_frozen_speech_layers(base_checkpoints, tmp_path):
+    text, speech = base_checkpoints
+    model = MultimodalEmotionModel.from_encoders(str(text), str(speech), projector_size=16, speech_frozen_layers=1)
+    model.add_task("kemdy19")
+    model.save_task(tmp_path / "task", "kemdy19")
+    assert json.loads((tmp_path / "task" / "task_config.json").read_text())["speech_frozen_layers"] == 1
+    everywhere = MultimodalEmotionModel.from_encoders(str(text), str(speech), projector_size=16)
+    with pytest.raises(TaskExportError, match="speech_frozen_layers: task has 1, model has 0"):
+        everywhere.load_task(tmp_path / "task")
