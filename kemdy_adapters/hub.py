@@ -142,6 +142,7 @@ def render_model_card(config: dict, source: TaskSource, repo_id: str, parameters
     import yaml
 
     from .cards import DATASET_CARD_VALUES, KEMDY_CITATION, render_template
+    from .report import format_score
 
     corpus = DATASET_CARD_VALUES.get(config["task"], {})
     base = config["base"]
@@ -152,7 +153,7 @@ def render_model_card(config: dict, source: TaskSource, repo_id: str, parameters
                     f"{config['adapter_reduction_factor']})")
     scores = source.scores or {}
     table = "\n".join(
-        f"| {label} | {_score_text(scores.get(metric))} |"
+        f"| {label} | {format_score(scores.get(metric), 'not measured', folds=True)} |"
         for metric, label in (("weighted_f1", "weighted F1"), ("macro_f1", "macro F1"), ("uar", "UAR")))
     local = [c for c in (base["text_checkpoint"], base["speech_checkpoint"]) if not _looks_like_hub_id(c)]
     checkpoint_note = (f"Checkpoints given as local paths ({', '.join(map(str, local))}) or missing were not on the "
@@ -190,14 +191,6 @@ def render_model_card(config: dict, source: TaskSource, repo_id: str, parameters
         "citation": KEMDY_CITATION,
     }
     return render_template("model_card.md", values)
-
-
-def _score_text(score: dict | None) -> str:
-    if not score:
-        return "not measured"
-    if score.get("n", 1) > 1:
-        return f"{score['mean']:.3f} ± {score['std']:.3f} ({score['n']} folds)"
-    return f"{score['mean']:.3f} (1 fold)"
 
 
 def prepare_task_folder(source, task: str, output, repo_id: str, strategy: str = "adapter", fold: int = 0,

@@ -26,7 +26,7 @@ from .data import MultimodalCollator, MultimodalProcessor
 from .export import TaskExportError, read_task_config
 from .hub import resolve_task
 from .modeling import MultimodalEmotionModel
-from .routing import Router, load_statistics
+from .routing import DEFAULT_KIND, Router, load_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -158,8 +158,9 @@ class EmotionRecognizer:
             raise TaskExportError(f"{folders[0]}: the task records no base checkpoint (trained on random encoders?); "
                                   "pass text_model= and speech_model=")
         for folder, config in zip(folders[1:], configs[1:]):
-            if not text_model and config["base"]["text_checkpoint"] != text or \
-                    not speech_model and config["base"]["speech_checkpoint"] != speech:
+            text_differs = not text_model and config["base"]["text_checkpoint"] != text
+            speech_differs = not speech_model and config["base"]["speech_checkpoint"] != speech
+            if text_differs or speech_differs:
                 raise TaskExportError(
                     f"{folder}: task {config['task']!r} was trained on {config['base']['text_checkpoint']} + "
                     f"{config['base']['speech_checkpoint']}, the first task on {text} + {speech}")
@@ -179,8 +180,6 @@ class EmotionRecognizer:
         if len(model.tasks) > 1:
             shared = set.intersection(*(set(kinds) for kinds in statistics.values())) if statistics else set()
             if len(statistics) == len(model.tasks) and shared:
-                from .routing import DEFAULT_KIND
-
                 kind = DEFAULT_KIND if DEFAULT_KIND in shared else sorted(shared)[0]
                 router = Router({task: statistics[task][kind] for task in model.tasks})
             else:

@@ -13,12 +13,13 @@ METRIC_NAMES = {"weighted_f1": "weighted F1", "macro_f1": "macro F1", "uar": "UA
 TABLE_METRICS = ("weighted_f1", "macro_f1", "uar")
 
 
-def _cell(score: dict | None) -> str:
+def format_score(score: dict | None, missing: str = "-", folds: bool = False) -> str:
+    """`mean ± std` of a {"mean", "std", "n"} score (just the mean for one value), optionally with the count."""
     if not score:
-        return "-"
-    if score.get("n", 1) > 1:
-        return f"{score['mean']:.3f} ± {score['std']:.3f}"
-    return f"{score['mean']:.3f}"
+        return missing
+    n = score.get("n", 1)
+    text = f"{score['mean']:.3f} ± {score['std']:.3f}" if n > 1 else f"{score['mean']:.3f}"
+    return f"{text} ({n} fold{'s' if n > 1 else ''})" if folds else text
 
 
 def final_score(results: dict, strategy: str, task: str, metric: str, position: int) -> dict | None:
@@ -41,7 +42,7 @@ def _score_tables(results: dict, position: int, published: dict | None = None) -
         lines += [f"### {METRIC_NAMES[metric]}", "", "| corpus | " + " | ".join(strategies) + " |",
                   "|---|" + "---|" * len(strategies)]
         for task in results["tasks"]:
-            row = [_cell(final_score(results, strategy, task, metric, position)) for strategy in strategies]
+            row = [format_score(final_score(results, strategy, task, metric, position)) for strategy in strategies]
             lines.append(f"| {task.upper()} | " + " | ".join(row) + " |")
         if metric == "weighted_f1" and published:
             for task in results["tasks"]:
@@ -110,7 +111,7 @@ def agnostic_table(results: dict) -> list[str]:
              + " | ".join(f"{METRIC_NAMES[m]} given / routed" for m in TABLE_METRICS) + " |",
              "|---|" + "---|" * (len(methods) + len(TABLE_METRICS))]
     for strategy, data in rows.items():
-        accuracy = [_cell(data["routing_accuracy"][method]) for method in methods]
+        accuracy = [format_score(data["routing_accuracy"][method]) for method in methods]
         scores = [f"{data['aware'][m]['mean']:.3f} / {data['agnostic'][m]['mean']:.3f}" for m in TABLE_METRICS]
         lines.append(f"| {strategy} | " + " | ".join(accuracy + scores) + " |")
     return lines + [""]

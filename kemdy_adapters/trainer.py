@@ -20,13 +20,23 @@ class ClassBalancedSampler(Sampler[int]):
 
     The draw is seeded by `seed + epoch` (`set_epoch`, called by Trainer/accelerate each epoch), so every
     process of a distributed run draws the same sequence and a run resumed mid-task draws what it would have.
+
+    With `lengths` and `batch_size` the epoch's draw is grouped by length to cut padding: it is cut into groups
+    of `group_batches` batches, each group is sorted by length and cut into batches, and the batches of a group
+    are shuffled. Every epoch still draws the same class-balanced multiset; only who shares a batch changes.
     """
 
-    def __init__(self, labels: list[int], seed: int = 0):
+    def __init__(self, labels: list[int], seed: int = 0, lengths: list[int] | None = None,
+                 batch_size: int | None = None, group_batches: int = 50):
         counts = Counter(labels)
         self.weights = torch.tensor([1.0 / counts[label] for label in labels], dtype=torch.double)
         self.seed = seed
         self.epoch = 0
+        if lengths is not None and len(lengths) != len(labels):
+            raise ValueError(f"{len(lengths)} lengths for {len(labels)} rows")
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.group_batches = group_batches
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -36,7 +46,16 @@ class ClassBalancedSampler(Sampler[int]):
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        yield from torch.multinomial(self.weights, len(self.weights), replacement=True, generator=generator).tolist()
+        drawn = torch.multinomial(self.weights, len(self.weights), replacement=True, generator=generator).tolist()
+        if self.lengths is None or not self.batch_size:
+            yield from drawn
+            return
+        size = self.batch_size * self.group_batches
+        for start in range(0, len(drawn), size):
+            group = sorted(drawn[start: start + size], key=lambda index: self.lengths[index])
+            batches = [group[i: i + self.batch_size] for i in range(0, len(group), self.batch_size)]
+            for order in torch.randperm(len(batches), generator=generator).tolist():
+                yield from batches[order]
 
 
 class ContinualTrainer(Trainer):
@@ -72,9 +91,19 @@ class ContinualTrainer(Trainer):
                     values.clear()
         super().log(logs, start_time)
 
-    # Why: class-balanced sampling (inverse class frequency), as the reference method trained.
+    # Why: class-balanced sampling (inverse class frequency), as the reference method trained, optionally grouped
+    # by length (Trainer's own group_by_length sampler cannot be class-balanced).
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if not self.args.class_balanced_sampling:
             return super()._get_train_sampler(train_dataset)
-        return ClassBalancedSampler(list(dataset["labels"]), seed=self.args.seed)
+        lengths = None
+        if self.args.group_by_length:
+            # The unfiltered dataset still has the length column (same rows, same order).
+            source = self.train_dataset
+            if self.args.length_column_name not in source.column_names:
+                raise ValueError(f"group_by_length needs a {self.args.length_column_name!r} column in the training "
+                                 "data")
+            lengths = [int(length) for length in source[self.args.length_column_name]]
+        batch = self._train_batch_size * max(1, self.args.world_size)
+        return ClassBalancedSampler(list(dataset["labels"]), seed=self.args.seed, lengths=lengths, batch_size=batch)

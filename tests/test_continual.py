@@ -6,6 +6,7 @@ import json
 from collections import Counter
 
 import pytest
+import torch
 from conftest import continual_arguments
 from transformers import TrainerCallback
 
@@ -140,6 +141,29 @@ def test_class_balanced_sampler_draws_classes_near_uniformly():
     sampler.set_epoch(0)
     first = list(sampler)
     assert first == list(sampler) and first != (sampler.set_epoch(1), list(sampler))[1]
+
+
+def test_length_grouped_class_balanced_batches_cut_padding():
+    generator = torch.Generator().manual_seed(0)
+    labels = [4] * 300 + [3] * 60 + [0] * 40
+    lengths = torch.randint(16000, 80000, (len(labels),), generator=generator).tolist()
+    plain = ClassBalancedSampler(labels, seed=1)
+    grouped = ClassBalancedSampler(labels, seed=1, lengths=lengths, batch_size=8, group_batches=10)
+    for epoch in (0, 1):
+        plain.set_epoch(epoch)
+        grouped.set_epoch(epoch)
+        a, b = list(plain), list(grouped)
+        assert sorted(a) == sorted(b) and a != b  # the same class-balanced draw, other batches
+
+        def padded(order):
+            batches = [order[k: k + 8] for k in range(0, len(order), 8)]
+            return sum(max(lengths[i] for i in batch) * len(batch) for batch in batches)
+
+        real = sum(lengths[i] for i in a)
+        assert (padded(b) - real) < 0.3 * (padded(a) - real)  # far less padding
+    assert b == list(grouped)  # seeded
+    with pytest.raises(ValueError, match="lengths for"):
+        ClassBalancedSampler(labels, lengths=lengths[:-1], batch_size=8)
 
 
 def test_argument_errors_and_config_files(tmp_path):
