@@ -264,7 +264,7 @@ class ContinualRun:
         scores = self._score_all(trainer, model, task, inputs)
         agnostic = None
         if self.strategy in ADAPTER_STRATEGIES and index == len(self.order) - 1 and len(self.order) > 1:
-            agnostic = self._score_agnostic(model, self.data)
+            agnostic = self._score_agnostic(model, self._routing_inputs(inputs))
         if _is_main(self.args):
             write_json(folder / "scores.json", {
                 "task": task, "head": head, "scores": scores, "task_agnostic": agnostic, "best_epoch": best_epoch,
@@ -290,7 +290,8 @@ class ContinualRun:
         if _is_main(self.args):
             if self.strategy in ADAPTER_STRATEGIES:
                 size = model.save_task(folder / "export", task).bytes
-                statistics = [TaskStatistics.from_dataset(model, self.data[task]["train"], self.collator, kind,
+                statistics = [TaskStatistics.from_dataset(model, self._routing_inputs(inputs)[task]["train"],
+                                                          self.collator, kind,
                                                           self.args.per_device_eval_batch_size) for kind in KINDS]
                 size += save_statistics(folder / "export", statistics).stat().st_size
             elif self.strategy in ("finetune", "ewc") and index < len(self.order) - 1:
@@ -316,6 +317,12 @@ class ContinualRun:
                 "support": int(len(output.label_ids)),
             }
         return scores
+
+    def _routing_inputs(self, inputs: dict) -> dict:
+        """Splits with what routing features need: the convolutional features (cached or from the waveform). A
+        layer-boundary cache no longer holds them, so then the waveforms are used."""
+        first = next(iter(inputs.values()))["train"]
+        return self.data if "speech_hidden" in first.column_names else inputs
 
     def _score_agnostic(self, model, inputs: dict) -> dict:
         """Scores without the task id: every test utterance of every task is routed to a task (from the
