@@ -24,7 +24,8 @@ import time
 
 SHAPES = ("tiny", "base")
 SPEECH_INPUTS = ("speech_features", "speech_hidden", "speech_frame_mask")
-STRATEGIES = ("finetune", "adapter")
+STRATEGIES = ("finetune", "adapter", "plain_finetune")
+"""`plain_finetune`: a same-machine baseline, not a strategy of the package (see `_plain_model`)."""
 
 
 def _configs(shape: str):
@@ -83,6 +84,38 @@ def _model(shape: str, strategy: str, seed: int, frozen_layers: int = 0):
     return model
 
 
+def _plain_model(shape: str, seed: int):
+    """The reference method's fine-tuning model rebuilt from plain transformers modules, as a baseline measured
+    beside ours on the same machine: BERT and Wav2Vec2 without the adapters library, every weight trained
+    (the convolutional feature encoder too), speech projected to 256 and averaged over real frames, and
+    [CLS; speech] classified into 7 emotions; trained from waveforms with torch's default AdamW."""
+    import torch
+    from torch import nn
+    from transformers import BertModel, Wav2Vec2Model
+
+    class PlainFinetune(nn.Module):
+        def __init__(self, text_config, speech_config):
+            super().__init__()
+            self.config = type("Config", (), {"text_config": text_config})()
+            self.bert, self.wav2vec2 = BertModel(text_config), Wav2Vec2Model(speech_config)
+            self.projector = nn.Linear(speech_config.hidden_size, 256)
+            self.dropout = nn.Dropout(0.1)
+            self.classifier = nn.Linear(text_config.hidden_size + 256, 7)
+
+        def forward(self, input_ids, attention_mask, input_values, speech_attention_mask, labels=None):
+            text = self.bert(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+            hidden = self.wav2vec2(input_values, attention_mask=speech_attention_mask).last_hidden_state
+            frames = self.wav2vec2._get_feature_vector_attention_mask(hidden.shape[1], speech_attention_mask)
+            weights = frames.unsqueeze(-1).to(hidden.dtype)
+            speech = (self.projector(hidden) * weights).sum(1) / weights.sum(1)
+            logits = self.classifier(self.dropout(torch.cat([text, speech], -1)))
+            loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+            return type("Output", (), {"loss": loss, "logits": logits})()
+
+    torch.manual_seed(seed)
+    return PlainFinetune(*_configs(shape))
+
+
 def _with_features(model, batch: dict) -> dict:
     """The batch as the task loop trains on it: the cached output of the frozen speech part (the feature encoder,
     or everything below the layer boundary) instead of the waveform."""
@@ -102,13 +135,14 @@ def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int
              optimizer_kind: str = "fused", frozen_layers: int = 0) -> dict:
     import torch
 
-    model = _model(shape, strategy, seed, frozen_layers)
+    plain = strategy == "plain_finetune"
+    model = _plain_model(shape, seed) if plain else _model(shape, strategy, seed, frozen_layers)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     parameters = sum(p.numel() for p in model.parameters())
     # The task loop's optimizer (ContinualTrainingArguments.optim = adamw_torch_fused); "foreach" is torch's
-    # default AdamW, for before/after figures.
+    # default AdamW, for before/after figures (and the plain baseline's).
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5,
-                                  fused=optimizer_kind == "fused")
+                                  fused=optimizer_kind == "fused" and not plain)
     batches = _batches(warmup + steps, batch_size, model.config.text_config.vocab_size, seed)
 
     def timed(step, inputs):
@@ -131,7 +165,8 @@ def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int
         with torch.inference_mode():
             model(**{k: v for k, v in batch.items() if k != "labels"})
 
-    cached = [_with_features(model, batch) for batch in batches]  # computed once, as the feature cache does
+    # computed once, as the feature cache does (the plain baseline has no cache: it trains from waveforms)
+    cached = batches if plain else [_with_features(model, batch) for batch in batches]
     train = timed(train_step, cached)
     train_waveform = timed(train_step, batches)
     infer = timed(infer_step, batches)
@@ -144,8 +179,8 @@ def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int
         "strategy": strategy,
         "batch_size": batch_size,
         "threads": torch.get_num_threads(),
-        "speech_frozen_layers": model.config.speech_frozen_layers,
-        "optimizer": optimizer_kind,
+        "speech_frozen_layers": 0 if plain else model.config.speech_frozen_layers,
+        "optimizer": "foreach" if plain else optimizer_kind,
         "train_utt_per_s": round(train, 3),
         "train_waveform_utt_per_s": round(train_waveform, 3),
         "infer_utt_per_s": round(infer, 3),
