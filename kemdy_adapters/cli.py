@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--revision", default=None, help="Hub revision of the task repositories")
     predict.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
     predict.add_argument("--int8", action="store_true",
-                         help="dynamic int8 quantisation of the linear layers (faster CPU serving)")
+                         help="dynamic int8 quantisation of the linear layers (CPU serving; see README, Speed)")
     predict.set_defaults(func=_predict)
 
     demo = commands.add_parser("demo", help="the main job on the built-in sample corpus")
