@@ -24,8 +24,9 @@ import time
 
 SHAPES = ("tiny", "base")
 SPEECH_INPUTS = ("speech_features", "speech_hidden", "speech_frame_mask")
-STRATEGIES = ("finetune", "adapter", "plain_finetune")
-"""`plain_finetune`: a same-machine baseline, not a strategy of the package (see `_plain_model`)."""
+STRATEGIES = ("finetune", "adapter", "plain_finetune", "plain_adapter")
+"""`plain_*`: same-machine baselines shaped like the reference method's models, not strategies of the package
+(see `_plain_model`)."""
 
 
 def _configs(shape: str):
@@ -84,20 +85,31 @@ def _model(shape: str, strategy: str, seed: int, frozen_layers: int = 0):
     return model
 
 
-def _plain_model(shape: str, seed: int):
-    """The reference method's fine-tuning model rebuilt from plain transformers modules, as a baseline measured
-    beside ours on the same machine: BERT and Wav2Vec2 without the adapters library, every weight trained
-    (the convolutional feature encoder too), speech projected to 256 and averaged over real frames, and
-    [CLS; speech] classified into 7 emotions; trained from waveforms with torch's default AdamW."""
+def _plain_model(shape: str, strategy: str, seed: int):
+    """The reference method's models rebuilt from plain transformers modules, as baselines measured beside ours
+    on the same machine, trained from waveforms with torch's default AdamW:
+    - `plain_finetune`: BERT and Wav2Vec2, every weight trained (the convolutional feature encoder too);
+    - `plain_adapter`: Houlsby adapters (bottleneck 64) in a frozen BERT, a frozen Wav2Vec2 followed by
+      transformers' convolutional `Wav2Vec2Adapter` (3 layers, stride 2 each).
+    Both project speech to 256, average it over real frames and classify [CLS; speech] into 7 emotions."""
+    import adapters
     import torch
     from torch import nn
     from transformers import BertModel, Wav2Vec2Model
+    from transformers.models.wav2vec2.modeling_wav2vec2 import Wav2Vec2Adapter
 
-    class PlainFinetune(nn.Module):
+    class Plain(nn.Module):
         def __init__(self, text_config, speech_config):
             super().__init__()
             self.config = type("Config", (), {"text_config": text_config})()
             self.bert, self.wav2vec2 = BertModel(text_config), Wav2Vec2Model(speech_config)
+            self.speech_adapter = None
+            if strategy == "plain_adapter":
+                adapters.init(self.bert)
+                self.bert.add_adapter("task", config=adapters.DoubleSeqBnConfig(reduction_factor=12))
+                self.bert.train_adapter("task")
+                self.wav2vec2.requires_grad_(False)
+                self.speech_adapter = Wav2Vec2Adapter(speech_config)
             self.projector = nn.Linear(speech_config.hidden_size, 256)
             self.dropout = nn.Dropout(0.1)
             self.classifier = nn.Linear(text_config.hidden_size + 256, 7)
@@ -105,7 +117,10 @@ def _plain_model(shape: str, seed: int):
         def forward(self, input_ids, attention_mask, input_values, speech_attention_mask, labels=None):
             text = self.bert(input_ids=input_ids, attention_mask=attention_mask).pooler_output
             hidden = self.wav2vec2(input_values, attention_mask=speech_attention_mask).last_hidden_state
-            frames = self.wav2vec2._get_feature_vector_attention_mask(hidden.shape[1], speech_attention_mask)
+            if self.speech_adapter is not None:
+                hidden = self.speech_adapter(hidden)
+            frames = self.wav2vec2._get_feature_vector_attention_mask(
+                hidden.shape[1], speech_attention_mask, add_adapter=self.speech_adapter is not None)
             weights = frames.unsqueeze(-1).to(hidden.dtype)
             speech = (self.projector(hidden) * weights).sum(1) / weights.sum(1)
             logits = self.classifier(self.dropout(torch.cat([text, speech], -1)))
@@ -113,7 +128,7 @@ def _plain_model(shape: str, seed: int):
             return type("Output", (), {"loss": loss, "logits": logits})()
 
     torch.manual_seed(seed)
-    return PlainFinetune(*_configs(shape))
+    return Plain(*_configs(shape))
 
 
 def _with_features(model, batch: dict) -> dict:
@@ -135,8 +150,8 @@ def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int
              optimizer_kind: str = "fused", frozen_layers: int = 0) -> dict:
     import torch
 
-    plain = strategy == "plain_finetune"
-    model = _plain_model(shape, seed) if plain else _model(shape, strategy, seed, frozen_layers)
+    plain = strategy.startswith("plain_")
+    model = _plain_model(shape, strategy, seed) if plain else _model(shape, strategy, seed, frozen_layers)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     parameters = sum(p.numel() for p in model.parameters())
     # The task loop's optimizer (ContinualTrainingArguments.optim = adamw_torch_fused); "foreach" is torch's
