@@ -406,11 +406,13 @@ class MultimodalEmotionModel(PreTrainedModel):
 
         return save_task(self, save_directory, self._task(name))
 
-    def load_task(self, directory, name: str | None = None) -> str:
-        """Adds a task saved with `save_task` (a local folder) to this model; returns its name."""
+    def load_task(self, location, name: str | None = None, revision: str | None = None, cache_dir=None) -> str:
+        """Adds a task saved with `save_task` to this model; returns its name. `location` is a local folder or
+        a Hub repo id (resolved through the Hugging Face cache, see `hub.resolve_task`)."""
         from .export import load_task
+        from .hub import resolve_task
 
-        return load_task(self, directory, name=name)
+        return load_task(self, resolve_task(location, revision=revision, cache_dir=cache_dir), name=name)
 
     def parameter_report(self, name: str | None = None) -> dict:
         """Trainable parameters of a task (its adapters and head), their share of the model, and export bytes."""

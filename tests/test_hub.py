@@ -142,6 +142,10 @@ def test_load_by_repo_id_offline_from_the_cache(pushed, tmp_path, monkeypatch):
     recognizer = EmotionRecognizer.from_pretrained(REPO, cache_dir=cache)
     local = EmotionRecognizer.from_pretrained(pushed)
     assert recognizer.tasks == local.tasks == ["kemdy19"]
+    config = json.loads((pushed / "task_config.json").read_text())
+    model = MultimodalEmotionModel.from_encoders(config["base"]["text_checkpoint"],
+                                                 config["base"]["speech_checkpoint"], projector_size=16)
+    assert model.load_task(REPO, cache_dir=cache) == "kemdy19"  # the model API resolves repo ids too
     with pytest.raises(TaskExportError, match="not in the Hugging Face cache"):
         resolve_task("kemdy-lab/unknown-task", cache_dir=cache)
 
