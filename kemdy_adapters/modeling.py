@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from pathlib import Path
 
 import adapters
 import torch
@@ -42,6 +43,13 @@ class _NoInactiveAdapterWarning(logging.Filter):
 
 
 logging.getLogger("adapters.model_mixin").addFilter(_NoInactiveAdapterWarning())
+
+
+def _checkpoint_name(checkpoint) -> str:
+    """How a base checkpoint is recorded (and named in shared tasks): a local folder by its absolute path, so a
+    task loads from any working directory; a Hub id as given."""
+    path = Path(checkpoint)
+    return str(path.resolve()) if path.is_dir() else str(checkpoint)
 
 
 class TaskHead(nn.Module):
@@ -139,8 +147,8 @@ class MultimodalEmotionModel(PreTrainedModel):
         config = MultimodalEmotionConfig(
             text_config=text_config,
             speech_config=speech_config,
-            text_checkpoint=str(text) if pretrained else None,
-            speech_checkpoint=str(speech) if pretrained else None,
+            text_checkpoint=_checkpoint_name(text) if pretrained else None,
+            speech_checkpoint=_checkpoint_name(speech) if pretrained else None,
             **config_kwargs,
         )
         model = cls(config, text_encoder=text_encoder, speech_encoder=speech_encoder)
