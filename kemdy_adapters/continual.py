@@ -27,7 +27,7 @@ import torch.distributed as dist
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from .data import MultimodalCollator, MultimodalProcessor, load_task_splits
+from .data import MultimodalCollator, MultimodalProcessor, load_task_splits, model_batches
 from .ewc import EWCState, consolidate, estimate_fisher
 from .features import feature_encoder_digest, with_speech_features
 from .metrics import METRICS, classification_scores, compute_metrics, confusion, matrix_summary
@@ -37,7 +37,6 @@ from .routing import (
     KINDS,
     Router,
     TaskStatistics,
-    batches,
     confidence_route,
     load_statistics,
     routing_features,
@@ -290,8 +289,8 @@ class ContinualRun:
         if _is_main(self.args):
             if self.strategy in ADAPTER_STRATEGIES:
                 size = model.save_task(folder / "export", task).bytes
-                statistics = [TaskStatistics.from_dataset(model, self._routing_inputs(inputs)[task]["train"],
-                                                          self.collator, kind,
+                train = self._routing_inputs(inputs)[task]["train"]
+                statistics = [TaskStatistics.from_dataset(model, train, self.collator, kind,
                                                           self.args.per_device_eval_batch_size) for kind in KINDS]
                 size += save_statistics(folder / "export", statistics).stat().st_size
             elif self.strategy in ("finetune", "ewc") and index < len(self.order) - 1:
@@ -337,8 +336,8 @@ class ContinualRun:
         labels, truth = [], []
         model.eval()
         for task in tasks:
-            for batch in batches(inputs[task]["test"], self.collator, self.args.per_device_eval_batch_size,
-                                 model.device):
+            for batch in model_batches(inputs[task]["test"], self.collator, self.args.per_device_eval_batch_size,
+                                       model.device):
                 for kind in KINDS:
                     features[kind].append(routing_features(model, batch, kind))
                 with torch.no_grad():

@@ -103,6 +103,22 @@ def load_task_splits(
     return datasets.DatasetDict({name: prepare(split, processor) for name, split in splits.items()})
 
 
+def frame_mask(frames: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The (B, T) boolean mask of real frames of (B, T, C) `frames`: `mask` as given, or all frames."""
+    if mask is None:
+        return torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
+    return mask.bool()
+
+
+def model_batches(dataset: datasets.Dataset, collator, batch_size: int, device):
+    """Collated model-input batches of a prepared dataset, in order, on `device`."""
+    columns = [column for column in MODEL_COLUMNS if column in dataset.column_names]
+    rows = dataset.select_columns(columns)
+    for start in range(0, len(rows), batch_size):
+        features = [rows[i] for i in range(start, min(start + batch_size, len(rows)))]
+        yield {key: value.to(device) for key, value in collator(features).items()}
+
+
 @dataclass
 class MultimodalCollator:
     """Pads token ids with the tokenizer, and waveforms (or cached frames: feature-encoder output or frozen-layer

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from .data import MODEL_COLUMNS
+from .data import model_batches
 
 logger = logging.getLogger(__name__)
 
@@ -76,15 +76,12 @@ def estimate_fisher(model, dataset, collator, max_samples: int, batch_size: int 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    inputs_only = rows.select_columns([column for column in MODEL_COLUMNS if column in rows.column_names])
-    for start in range(0, len(rows), batch_size):
-        features = [inputs_only[i] for i in range(start, min(start + batch_size, len(rows)))]
-        batch = {key: value.to(device) for key, value in collator(features).items()}
+    for batch in model_batches(rows, collator, batch_size, device):
         model.zero_grad(set_to_none=True)
         model(**batch).loss.backward()
         for name, parameter in parameters.items():
             if parameter.grad is not None:
-                fisher[name] += parameter.grad.detach().float() ** 2 * len(features)
+                fisher[name] += parameter.grad.detach().float() ** 2 * len(batch["labels"])
     model.zero_grad(set_to_none=True)
     model.train(was_training)
     count = torch.tensor(float(len(rows)), device=device)

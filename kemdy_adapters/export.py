@@ -35,6 +35,17 @@ SPEECH_SHAPE_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_at
                        "conv_dim", "do_stable_layer_norm", "feat_extract_norm")
 
 
+ADAPTER_SETTINGS = ("adapter_method", "adapter_reduction_factor", "lora_r", "lora_alpha", "speech_frozen_layers")
+"""The model settings a task's adapters were built with; a model must match them to load the task."""
+HEAD_SETTINGS = ("projector_size", "dropout")
+SETTING_DEFAULTS = {"speech_frozen_layers": 0}  # settings older exports do not record
+
+
+def model_settings(config: dict) -> dict:
+    """The `MultimodalEmotionConfig` arguments a task config records (adapters and head)."""
+    return {field: config.get(field, SETTING_DEFAULTS.get(field)) for field in (*ADAPTER_SETTINGS, *HEAD_SETTINGS)}
+
+
 class TaskExportError(ValueError):
     """A task folder is missing, damaged, or does not fit the model it is loaded into."""
 
@@ -89,14 +100,8 @@ def save_task(model, save_directory, name: str) -> TaskExport:
         "task": name,
         "labels": spec["labels"],
         "adapters": spec["adapters"],
-        "adapter_method": model.config.adapter_method,
-        "adapter_reduction_factor": model.config.adapter_reduction_factor,
-        "lora_r": model.config.lora_r,
-        "lora_alpha": model.config.lora_alpha,
+        **{field: getattr(model.config, field) for field in (*ADAPTER_SETTINGS, *HEAD_SETTINGS)},
         "adapter_config": model.adapter_config().to_dict() if spec["adapters"] else None,
-        "speech_frozen_layers": model.config.speech_frozen_layers,
-        "projector_size": model.config.projector_size,
-        "dropout": model.config.dropout,
         "base": {
             "text_checkpoint": model.config.text_checkpoint,
             "speech_checkpoint": model.config.speech_checkpoint,
@@ -147,11 +152,10 @@ def check_compatible(model, config: dict, source) -> None:
         for field, value in config["base"][part].items():
             if ours[part].get(field) != value:
                 problems.append(f"{part} encoder {field}: task has {value!r}, model has {ours[part].get(field)!r}")
-    for field in ("adapter_method", "adapter_reduction_factor", "lora_r", "lora_alpha", "speech_frozen_layers",
-                  "projector_size"):
-        if config["adapters"] or field == "projector_size":
-            if getattr(model.config, field) != config.get(field, 0):
-                problems.append(f"{field}: task has {config[field]!r}, model has {getattr(model.config, field)!r}")
+    settings = model_settings(config)
+    for field in (*ADAPTER_SETTINGS, "projector_size") if config["adapters"] else ("projector_size",):
+        if getattr(model.config, field) != settings[field]:
+            problems.append(f"{field}: task has {settings[field]!r}, model has {getattr(model.config, field)!r}")
     if problems:
         raise TaskExportError(f"{source}: task {config['task']!r} does not fit this model: " + "; ".join(problems))
     if config["base"].get("fingerprint") != base_fingerprint(model):

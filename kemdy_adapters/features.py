@@ -21,21 +21,13 @@ import numpy as np
 import torch
 
 
-def _cached_modules(model, boundary: int) -> list:
-    encoder = model.speech_encoder
-    if boundary == 0:
-        return [encoder.feature_extractor]
-    return [encoder.feature_extractor, encoder.feature_projection, encoder.encoder.pos_conv_embed,
-            encoder.encoder.layer_norm, *encoder.encoder.layers[:boundary]]
-
-
 def feature_encoder_digest(model, boundary: int | None = None) -> str:
     """Digest of what the cache holds the output of: the convolutional feature encoder, and with a layer
     boundary also the layers below it (weights, config and the boundary)."""
     boundary = model.speech_cache_boundary() if boundary is None else boundary
     encoder = model.speech_encoder
     digest = hashlib.sha256(f"{encoder.config.to_json_string()}:boundary={boundary}".encode())
-    for index, module in enumerate(_cached_modules(model, boundary)):
+    for index, module in enumerate(model.frozen_speech_modules(boundary)):
         for name, tensor in module.state_dict().items():
             digest.update(f"{index}.{name}".encode())
             digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
@@ -52,14 +44,11 @@ def with_speech_features(dataset: datasets.Dataset, model, batch_size: int = 16)
 
     def encode(batch):
         frames = []
-        with torch.no_grad():
-            for values in batch["input_values"]:
-                waveform = torch.as_tensor(np.asarray(values, dtype=np.float32))[None].to(model.device)
-                # The model's own path for one utterance: (1, C, T) -> (T, C).
-                features, _ = model.speech_frames(waveform)
-                if boundary:
-                    features = model.speech_lower_layers(features)
-                frames.append(features[0].cpu().numpy())
+        for values in batch["input_values"]:
+            waveform = torch.as_tensor(np.asarray(values, dtype=np.float32))[None].to(model.device)
+            # The model's own path for one utterance: (1, samples) -> (T, C or H).
+            _, output, _ = model.frozen_speech(waveform)
+            frames.append(output[0].cpu().numpy())
         return {column: frames}
 
     columns = [name for name in dataset.column_names if name != "input_values"]

@@ -23,7 +23,7 @@ import torch
 
 from .corpus import clean_transcript, read_transcript
 from .data import MultimodalCollator, MultimodalProcessor
-from .export import TaskExportError, read_task_config
+from .export import TaskExportError, model_settings, read_task_config
 from .hub import resolve_task
 from .modeling import MultimodalEmotionModel
 from .routing import DEFAULT_KIND, Router, load_statistics
@@ -164,11 +164,7 @@ class EmotionRecognizer:
                 raise TaskExportError(
                     f"{folder}: task {config['task']!r} was trained on {config['base']['text_checkpoint']} + "
                     f"{config['base']['speech_checkpoint']}, the first task on {text} + {speech}")
-        model = MultimodalEmotionModel.from_encoders(
-            text, speech, pretrained=True, projector_size=first["projector_size"], dropout=first["dropout"],
-            adapter_method=first["adapter_method"], adapter_reduction_factor=first["adapter_reduction_factor"],
-            lora_r=first["lora_r"], lora_alpha=first["lora_alpha"],
-            speech_frozen_layers=first.get("speech_frozen_layers", 0))
+        model = MultimodalEmotionModel.from_encoders(text, speech, pretrained=True, **model_settings(first))
         statistics = {}
         for folder in folders:
             name = model.load_task(folder)

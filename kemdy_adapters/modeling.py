@@ -28,6 +28,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .configuration import MultimodalEmotionConfig, check_task_name
 from .corpus import EMOTIONS
+from .data import frame_mask
 from .interfaces import wav2vec2_interface
 
 logger = logging.getLogger(__name__)
@@ -308,14 +309,11 @@ class MultimodalEmotionModel(PreTrainedModel):
         (`speech_hidden` (B, T, H), see `speech_lower_layers`).
         """
         if speech_hidden is not None:
-            mask = speech_frame_mask.bool() if speech_frame_mask is not None else torch.ones(
-                speech_hidden.shape[:2], dtype=torch.bool, device=speech_hidden.device)
+            mask = frame_mask(speech_hidden, speech_frame_mask)
             with ForwardContext(self.speech_encoder):
                 return self._speech_layers(speech_hidden, mask, self.config.speech_frozen_layers), mask
         if speech_features is not None:
-            features = speech_features
-            mask = speech_frame_mask.bool() if speech_frame_mask is not None else torch.ones(
-                features.shape[:2], dtype=torch.bool, device=features.device)
+            features, mask = speech_features, frame_mask(speech_features, speech_frame_mask)
         elif input_values is not None:
             features, mask = self.speech_frames(input_values, speech_attention_mask)
         else:
@@ -345,12 +343,32 @@ class MultimodalEmotionModel(PreTrainedModel):
         boundary = self.config.speech_frozen_layers
         if boundary == 0:
             return 0
-        encoder = self.speech_encoder
-        lower = [encoder.feature_projection, encoder.encoder.pos_conv_embed, encoder.encoder.layer_norm,
-                 *encoder.encoder.layers[:boundary]]
-        if any(parameter.requires_grad for module in lower for parameter in module.parameters()):
+        if any(parameter.requires_grad for module in self.frozen_speech_modules(boundary)
+               for parameter in module.parameters()):
             return 0
         return boundary
+
+    def frozen_speech_modules(self, boundary: int) -> list[nn.Module]:
+        """The speech modules whose output a cache at layer `boundary` holds (0: the feature encoder only)."""
+        encoder = self.speech_encoder
+        if boundary == 0:
+            return [encoder.feature_extractor]
+        return [encoder.feature_extractor, encoder.feature_projection, encoder.encoder.pos_conv_embed,
+                encoder.encoder.layer_norm, *encoder.encoder.layers[:boundary]]
+
+    @torch.no_grad()
+    def frozen_speech(self, input_values: torch.Tensor, speech_attention_mask: torch.Tensor | None = None
+                      ) -> tuple[str, torch.Tensor, torch.Tensor]:
+        """The output of the frozen speech part, as the caches hold it: `("speech_features", (B, T, C), mask)`
+        below no layer boundary, `("speech_hidden", (B, T, H), mask)` at `speech_cache_boundary()`; each
+        utterance through the layers alone, at its own length."""
+        features, mask = self.speech_frames(input_values, speech_attention_mask)
+        if not self.speech_cache_boundary():
+            return "speech_features", features, mask
+        hidden = features.new_zeros(*features.shape[:2], self.config.speech_config.hidden_size)
+        for i, n in enumerate(mask.sum(-1).tolist()):
+            hidden[i, :n] = self.speech_lower_layers(features[i: i + 1, :n])[0]
+        return "speech_hidden", hidden, mask
 
     @torch.no_grad()
     def speech_lower_layers(self, features: torch.Tensor) -> torch.Tensor:

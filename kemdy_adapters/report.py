@@ -149,12 +149,8 @@ def write_figures(results: dict, folder: Path, confusions: dict) -> list[Path]:
             axis.set_xlabel("predicted")
             axis.set_ylabel("reference")
             axis.set_title(f"{task.upper()} after the sequence", fontsize=9)
-        figure.suptitle(f"{strategy}: confusion (counts, colour = row rate), summed over folds")
-        figure.tight_layout()
-        path = folder / f"confusion_{strategy}.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        written.append(_save(figure, f"{strategy}: confusion (counts, colour = row rate), summed over folds",
+                             folder / f"confusion_{strategy}.png"))
 
     sequential = [s for s in strategies if s != "task_a"]
     if sequential:
@@ -171,12 +167,8 @@ def write_figures(results: dict, folder: Path, confusions: dict) -> list[Path]:
             axis.set_ylim(0, 1)
             axis.set_title(METRIC_NAMES[metric])
         axes[0][0].legend(fontsize=7, loc="upper left")
-        figure.suptitle("Forgetting: each corpus learned first, before and after the second corpus")
-        figure.tight_layout()
-        path = folder / "forgetting.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        written.append(_save(figure, "Forgetting: each corpus learned first, before and after the second corpus",
+                             folder / "forgetting.png"))
 
     for strategy in strategies:
         folds = results["strategies"][strategy]["folds"]
@@ -197,13 +189,19 @@ def write_figures(results: dict, folder: Path, confusions: dict) -> list[Path]:
             axis.set_xticks(range(len(order)), [f"on {t}" for t in order])
             axis.set_yticks(range(len(order)), [f"after {t}" for t in order])
             axis.set_title(" -> ".join(order), fontsize=9)
-        figure.suptitle(f"{strategy}: score matrix R (weighted F1, mean over folds)")
-        figure.tight_layout()
-        path = folder / f"matrix_{strategy}.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        written.append(_save(figure, f"{strategy}: score matrix R (weighted F1, mean over folds)",
+                             folder / f"matrix_{strategy}.png"))
     return written
+
+
+def _save(figure, title: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
 
 
 def _just_learned(results: dict, strategy: str, task: str, metric: str) -> float:

@@ -24,9 +24,8 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch.utils.data import DataLoader
 
-from .data import MODEL_COLUMNS
+from .data import frame_mask, model_batches
 
 ROUTING_FILE = "routing.safetensors"
 KINDS = ("shallow", "frozen")
@@ -56,8 +55,7 @@ def routing_features(model, batch: dict, kind: str = DEFAULT_KIND) -> torch.Tens
         text, _ = _masked_mean_std(embedded, attention_mask)
         if speech["speech_features"] is not None:
             frames = speech["speech_features"]
-            mask = speech["speech_frame_mask"] if speech["speech_frame_mask"] is not None else torch.ones(
-                frames.shape[:2], dtype=torch.long, device=frames.device)
+            mask = frame_mask(frames, speech["speech_frame_mask"])
         else:
             frames, mask = model.speech_frames(speech["input_values"], speech["speech_attention_mask"])
         mean, std = _masked_mean_std(frames, mask)
@@ -74,14 +72,6 @@ def routing_features(model, batch: dict, kind: str = DEFAULT_KIND) -> torch.Tens
         if active is not None:
             model.set_active_task(active)
     return torch.cat([text, mean], dim=-1).float()
-
-
-def batches(dataset, collator, batch_size: int, device):
-    """Collated model-input batches of a prepared dataset, in order, on `device`."""
-    columns = [column for column in MODEL_COLUMNS if column in dataset.column_names]
-    rows = dataset.select_columns(columns)
-    for batch in DataLoader(rows, batch_size=batch_size, collate_fn=collator):
-        yield {key: value.to(device) for key, value in batch.items()}
 
 
 @dataclass
@@ -101,7 +91,7 @@ class TaskStatistics:
         total = squares = None
         count = 0
         try:
-            for batch in batches(dataset, collator, batch_size, model.device):
+            for batch in model_batches(dataset, collator, batch_size, model.device):
                 features = routing_features(model, batch, kind).double().cpu()
                 total = features.sum(0) if total is None else total + features.sum(0)
                 squares = (features ** 2).sum(0) if squares is None else squares + (features ** 2).sum(0)

@@ -134,16 +134,9 @@ def _plain_model(shape: str, strategy: str, seed: int):
 def _with_features(model, batch: dict) -> dict:
     """The batch as the task loop trains on it: the cached output of the frozen speech part (the feature encoder,
     or everything below the layer boundary) instead of the waveform."""
-    import torch
-
-    features, mask = model.speech_frames(batch["input_values"], batch["speech_attention_mask"])
+    key, output, mask = model.frozen_speech(batch["input_values"], batch["speech_attention_mask"])
     rest = {k: v for k, v in batch.items() if k not in ("input_values", "speech_attention_mask")}
-    if not model.speech_cache_boundary():
-        return rest | {"speech_features": features, "speech_frame_mask": mask}
-    hidden = torch.zeros(*features.shape[:2], model.speech_encoder.config.hidden_size)
-    for i, n in enumerate(mask.sum(-1).tolist()):  # per utterance, as features.py caches it
-        hidden[i, :n] = model.speech_lower_layers(features[i: i + 1, :n])[0]
-    return rest | {"speech_hidden": hidden, "speech_frame_mask": mask}
+    return rest | {key: output, "speech_frame_mask": mask}
 
 
 def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int, seed: int,

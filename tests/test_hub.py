@@ -15,13 +15,12 @@ import torch
 
 from kemdy_adapters.benchmark import Benchmark, parse_benchmark_arguments
 from kemdy_adapters.cli import main
-from kemdy_adapters.data import MultimodalCollator, MultimodalProcessor, load_task_splits
+from kemdy_adapters.data import MultimodalCollator, MultimodalProcessor, load_task_splits, model_batches
 from kemdy_adapters.export import TaskExportError
 from kemdy_adapters.hub import card_yaml, resolve_task
 from kemdy_adapters.inference import EmotionRecognizer, InputError, load_audio
 from kemdy_adapters.metrics import classification_scores
 from kemdy_adapters.modeling import MultimodalEmotionModel
-from kemdy_adapters.routing import batches
 
 REPO = "kemdy-lab/kemdy19-adapter"
 PUSHED = ["README.md", "model.safetensors", "routing.safetensors", "task_config.json"]
@@ -82,7 +81,7 @@ def test_pushed_folder_reproduces_the_runs_scores(benchmark, pushed, tiny_checkp
     test = load_task_splits("kemdy19", sample_corpus, 0, processor, cache_dir=hf_cache)["test"]
     predictions, references = [], []
     with torch.no_grad():
-        for batch in batches(test, MultimodalCollator(processor.tokenizer), 8, model.device):
+        for batch in model_batches(test, MultimodalCollator(processor.tokenizer), 8, model.device):
             predictions += model(**batch, task="kemdy19").logits.argmax(-1).tolist()
             references += batch["labels"].tolist()
     scores = classification_scores(predictions, references)
