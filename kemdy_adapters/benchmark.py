@@ -22,9 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from .continual import ContinualRun, load_fold, make_processor
+from .layout import BenchmarkLayout
 from .metrics import METRICS
 from .storage import read_json, write_json
-from .training_args import STRATEGIES, ContinualTrainingArguments, DataArguments, ModelArguments, parse_with
+from .strategies import STRATEGIES, get_strategy
+from .tasks import split_task_items
+from .training_args import (
+    ContinualTrainingArguments,
+    DataArguments,
+    ModelArguments,
+    check_task_sources,
+    parse_with,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +55,8 @@ class BenchmarkArguments:
     folds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4], metadata={"help": "session folds to run"})
     orders: list[str] = field(
         default_factory=lambda: ["kemdy19,kemdy20", "kemdy20,kemdy19"],
-        metadata={"help": "task orders, each comma-separated (task_a runs once per fold, in the first order)"},
+        metadata={"help": "task orders of any length, each comma-separated; a task may be named name=path (a corpus "
+                          "folder) once; task_a runs once per fold, in the first order"},
     )
     strategy_overrides: str = field(
         default=None,
@@ -59,6 +69,10 @@ class BenchmarkArguments:
         unknown = [name for name in self.strategies if name not in STRATEGIES]
         if unknown:
             raise ValueError(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
+        self.task_locations = {}
+        for order in self.orders:
+            items = order.split(",") if isinstance(order, str) else list(order)
+            self.task_locations.update(split_task_items(items)[1])
         if isinstance(self.strategy_overrides, str):
             self.strategy_overrides = json.loads(self.strategy_overrides)
         self.strategy_overrides = self.strategy_overrides or {}
@@ -67,7 +81,8 @@ class BenchmarkArguments:
                 raise ValueError(f"strategy_overrides names an unknown strategy {name!r}")
 
     def order_lists(self) -> list[list[str]]:
-        return [[task.strip() for task in order.split(",")] if isinstance(order, str) else list(order)
+        """The orders as lists of task names (name=path items give their name)."""
+        return [split_task_items(order.split(",") if isinstance(order, str) else list(order))[0]
                 for order in self.orders]
 
 
@@ -105,22 +120,24 @@ class Benchmark:
         self.bench, self.model_args, self.data_args, self.args = bench, model_args, data_args, args
         self.callbacks = callbacks or []
         self.output = Path(args.output_dir)
+        self.layout = BenchmarkLayout(self.output)
         self.orders = bench.order_lists()
         tasks = {task for order in self.orders for task in order}
-        if any(sorted(order) != sorted(tasks) for order in self.orders):
-            raise ValueError(f"every order must hold the same tasks, got {self.orders}")
+        if any(sorted(order) != sorted(tasks) or len(set(order)) != len(order) for order in self.orders):
+            raise ValueError(f"every order must hold the same distinct tasks, got {self.orders}")
         self.tasks = sorted(tasks)
+        self.task_locations = {**args.task_locations, **bench.task_locations}
         self.cells = [
             (strategy, fold, order)
             for fold in bench.folds
             for strategy in bench.strategies
-            for order in (self.orders[:1] if strategy == "task_a" else self.orders)
+            for order in (self.orders if get_strategy(strategy).carries_model else self.orders[:1])
         ]
         self._processor = None
         self._data: dict[int, dict] = {}
 
     def cell_dir(self, strategy: str, fold: int, order: list[str]) -> Path:
-        return self.output / "runs" / strategy / f"fold{fold}" / "-".join(order)
+        return self.layout.cell(strategy, fold, order).root
 
     def _fold_data(self, fold: int) -> dict:
         """Each fold's prepared splits, loaded once and shared by every strategy and order. Cells run fold by
@@ -128,13 +145,17 @@ class Benchmark:
         if fold not in self._data:
             if self._processor is None:
                 self._processor = make_processor(self.model_args, self.data_args)
-            self._data = {fold: load_fold(self.data_args, self.args, self.tasks, fold, self._processor)}
+            specs = {task: self.data_args.task_spec(task, self.task_locations) for task in self.tasks}
+            self._data = {fold: load_fold(self.data_args, self.args, specs, fold, self._processor)}
         return self._data[fold]
 
     def _cell_args(self, strategy: str, fold: int, order: list[str]):
         args = copy.deepcopy(self.args)
         args.strategy = strategy
         args.tasks = list(order)
+        args.task_locations = dict(self.task_locations)
+        if not get_strategy(strategy).receives:
+            args.from_tasks = []  # received tasks join only the strategies that keep them untouched
         args.output_dir = str(self.cell_dir(strategy, fold, order))
         for key, value in self.bench.strategy_overrides.get(strategy, {}).items():
             if not hasattr(args, key):
@@ -149,9 +170,8 @@ class Benchmark:
         total = len(self.cells)
         self.write_report()  # valid from the start: progress 0 of N, or what an earlier invocation finished
         for position, (strategy, fold, order) in enumerate(self.cells, start=1):
-            folder = self.cell_dir(strategy, fold, order)
             label = f"[{position}/{total}] {strategy} fold {fold} {'->'.join(task.upper() for task in order)}"
-            if (folder / "results.json").exists():
+            if self.layout.cell(strategy, fold, order).results.exists():
                 self._say(f"{label}: done already, skipped")
                 continue
             elapsed = time.time() - started
@@ -163,7 +183,7 @@ class Benchmark:
             ran += 1
             self.write_report()
         results = self.write_report(figures=self.bench.figures)
-        self._say(f"benchmark finished in {_duration(time.time() - started)}: {self.output / 'results.md'}")
+        self._say(f"benchmark finished in {_duration(time.time() - started)}: {self.layout.report}")
         return results
 
     def _say(self, line: str) -> None:
@@ -172,18 +192,23 @@ class Benchmark:
 
     # ------------------------------------------------------------------------------------------ aggregation
     def collect(self) -> dict:
-        strategies = {}
+        strategies, labels, received = {}, {}, []
         for strategy in self.bench.strategies:
             cells = []
             for _, fold, order in [cell for cell in self.cells if cell[0] == strategy]:
-                result = read_json(self.cell_dir(strategy, fold, order) / "results.json")
+                result = read_json(self.layout.cell(strategy, fold, order).results)
                 if result is not None:
                     cells.append(result)
+                    labels.update(result.get("labels", {}))
+                    received = received or result.get("received", [])
             if cells:
                 strategies[strategy] = aggregate_strategy(strategy, cells, self.orders)
         return {
             "tasks": self.tasks,
             "orders": [order_key(order) for order in self.orders],
+            "strategy_records": {name: asdict(get_strategy(name)) for name in self.bench.strategies},
+            "labels": {task: labels[task] for task in self.tasks if task in labels},
+            "received": received,
             "strategies": strategies,
             "progress": {"finished": sum(s["cells"] for s in strategies.values()), "total": len(self.cells)},
             "published": PUBLISHED,
@@ -202,13 +227,13 @@ class Benchmark:
 
         results = self.collect()
         if self.args.process_index == 0:
-            write_json(self.output / "results.json", results)
+            write_json(self.layout.results, results)
             markdown = render_markdown(results)
             temporary = self.output / ".results.md.tmp"
             temporary.write_text(markdown, encoding="utf-8")
-            temporary.replace(self.output / "results.md")
+            temporary.replace(self.layout.report)
             if figures and results["strategies"]:
-                write_figures(results, self.output / "figures", self._confusions())
+                write_figures(results, self.layout.figures, self._confusions())
         return results
 
     def _confusions(self) -> dict:
@@ -216,11 +241,12 @@ class Benchmark:
         learned first (task_a: alone), summed over folds."""
         sums: dict = {}
         for strategy, fold, order in self.cells:
-            result = read_json(self.cell_dir(strategy, fold, order) / "results.json")
+            result = read_json(self.layout.cell(strategy, fold, order).results)
             if result is None:
                 continue
-            for task in order if strategy == "task_a" else order[:1]:
-                matrix = result["confusion"][task if strategy == "task_a" else order[-1]][task]
+            alone = not get_strategy(strategy).carries_model
+            for task in order if alone else order[:1]:
+                matrix = result["confusion"][task if alone else order[-1]][task]
                 if matrix is None:
                     continue
                 key = (strategy, task)
@@ -230,9 +256,10 @@ class Benchmark:
 
 def aggregate_strategy(strategy: str, cells: list[dict], orders: list[list[str]]) -> dict:
     """Folds, final scores (mean and std over folds) per order and task, BWT and forgetting per metric."""
+    alone = not get_strategy(strategy).carries_model
     final = {}
     for order in orders:
-        same = [cell for cell in cells if cell["order"] == order or strategy == "task_a"]
+        same = [cell for cell in cells if cell["order"] == order or alone]
         per_task = {}
         for task in order:
             per_task[task] = {}
@@ -240,7 +267,7 @@ def aggregate_strategy(strategy: str, cells: list[dict], orders: list[list[str]]
                 values = []
                 for cell in same:
                     j = cell["order"].index(task)
-                    row = j if strategy == "task_a" else len(cell["order"]) - 1
+                    row = j if alone else len(cell["order"]) - 1
                     value = cell["matrix"][metric][row][j]
                     if value is not None:
                         values.append(value)
@@ -252,6 +279,7 @@ def aggregate_strategy(strategy: str, cells: list[dict], orders: list[list[str]]
     }
     aggregated = {
         "cells": len(cells),
+        "scenario": cells[0].get("scenario"),
         "folds": [{"fold": cell["fold"], "order": cell["order"], "matrix": cell["matrix"]} for cell in cells],
         "final": final,
         "bwt": summary["bwt"],
@@ -323,7 +351,10 @@ def parse_benchmark_arguments(argv: list[str] | None = None):
 
     parser = HfArgumentParser((BenchmarkArguments, ModelArguments, DataArguments, ContinualTrainingArguments),
                               prog="kemdy-adapters benchmark")
-    return parse_with(parser, argv)
+    bench, model_args, data_args, args = parse_with(parser, argv)
+    tasks = sorted({task for order in bench.order_lists() for task in order})
+    check_task_sources(data_args, tasks, {**args.task_locations, **bench.task_locations})
+    return bench, model_args, data_args, args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from transformers import AutoConfig, BertConfig, PretrainedConfig, Wav2Vec2Confi
 
 TASK_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 ADAPTER_METHODS = ("houlsby", "lora")
+MODALITIES = ("speech", "text")
 
 
 def _sub_config(value: Any, default_type: type[PretrainedConfig]) -> PretrainedConfig:
@@ -33,8 +34,9 @@ class MultimodalEmotionConfig(PretrainedConfig):
     Args:
         text_config: The BERT config (a `BertConfig` or its dict).
         speech_config: The Wav2Vec2 config (a `Wav2Vec2Config` or its dict).
-        tasks: `{task name: {"labels": [...], "adapters": bool}}`, in the order the tasks were added. A task with
-            `adapters=False` has a head but no adapters (the fine-tuning strategies share such a head).
+        tasks: `{task name: {"labels": [...], "adapters": bool, "modalities": [...]}}`, in the order the tasks were
+            added. A task with `adapters=False` has a head but no adapters (the fine-tuning strategies' heads);
+            `modalities` is `["speech", "text"]` (default) or `["speech"]` for a task learned without transcripts.
         projector_size: Width of the per-task projection of the speech hidden states (256 in the reference).
         dropout: Dropout before the classifier.
         adapter_method: `"houlsby"` (the `adapters` library's `double_seq_bn`: a bottleneck after the attention
@@ -81,7 +83,8 @@ class MultimodalEmotionConfig(PretrainedConfig):
             raise ValueError(f"adapter_method must be one of {ADAPTER_METHODS}, got {adapter_method!r}")
         self.text_config = _sub_config(text_config, BertConfig)
         self.speech_config = _sub_config(speech_config, Wav2Vec2Config)
-        self.tasks = {name: {"labels": list(spec["labels"]), "adapters": bool(spec.get("adapters", True))}
+        self.tasks = {name: {"labels": list(spec["labels"]), "adapters": bool(spec.get("adapters", True)),
+                             "modalities": list(spec.get("modalities", MODALITIES))}
                       for name, spec in (tasks or {}).items()}
         for name in self.tasks:
             check_task_name(name)

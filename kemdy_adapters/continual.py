@@ -1,16 +1,12 @@
 """The task loop: learn tasks strictly in sequence, one `ContinualTrainer` per task, and score every task after
 every task (the score matrix R).
 
-A run folder (`args.output_dir`) holds, per task in order:
-    <task>/checkpoints/   the Trainer's checkpoints while the task trains (removed once it is finished)
-    <task>/export/        adapter strategies: the task's adapters and head (safetensors), and its routing
-                          statistics (means and variances of frozen-base features, see routing.py)
-    <task>/model/         fine-tuning strategies: the whole model after this task (the previous one is removed)
-    <task>/ewc/           ewc: anchor and Fisher after this task
-    <task>/scores.json    written last, atomically: the task is finished
-and `base/` (adapter_wo_pretrain: the random encoders, so a resumed run rebuilds the same model), then
-`results.json` when the sequence is done. A rerun skips finished tasks, rebuilds the model from their files and
-resumes an interrupted task from its last Trainer checkpoint: finished work is never recomputed or lost.
+What a strategy does at each task comes from its record (`strategies.py`); the run folder's files are named in
+`layout.py`. A run may start from tasks received from elsewhere (`from_tasks`: Hub repo ids or task folders):
+they are loaded frozen before the first task, never trained, and routed among at the end; R has rows and
+columns only for the run's own tasks, whose test data it has. A rerun skips finished tasks, rebuilds the model
+from their files and resumes an interrupted task from its last Trainer checkpoint: finished work is never
+recomputed or lost.
 """
 
 from __future__ import annotations
@@ -18,7 +14,6 @@ from __future__ import annotations
 import copy
 import logging
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,36 +22,32 @@ import torch.distributed as dist
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from .data import MultimodalCollator, MultimodalProcessor, load_task_splits, model_batches
+from .data import MultimodalCollator, MultimodalProcessor, load_task_splits
 from .ewc import EWCState, consolidate, estimate_fisher
+from .export import read_task_config
 from .features import feature_encoder_digest, with_speech_features
-from .metrics import METRICS, classification_scores, compute_metrics, confusion, matrix_summary
+from .hub import resolve_task as resolve_task_location
+from .layout import RunLayout
+from .metrics import METRICS, compute_metrics, matrix_summary
 from .modeling import MultimodalEmotionModel
-from .routing import (
-    DEFAULT_KIND,
-    KINDS,
-    Router,
-    TaskStatistics,
-    confidence_route,
-    load_statistics,
-    routing_features,
-    save_statistics,
-)
+from .routing import KINDS, TaskStatistics, load_statistics, save_statistics
+from .scoring import score_agnostic, score_row
 from .storage import read_json, write_json
+from .strategies import SHARED_HEAD, Strategy, get_strategy
+from .tasks import TaskSpec
 from .trainer import ContinualTrainer
-from .training_args import SHARED_HEAD, ContinualTrainingArguments, DataArguments, ModelArguments
+from .training_args import ContinualTrainingArguments, DataArguments, ModelArguments, task_specs
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_STRATEGIES = ("adapter", "adapter_wo_pretrain")
 
-
-def build_model(model_args: ModelArguments, strategy: str) -> MultimodalEmotionModel:
-    """The model a strategy starts from: pretrained encoders, or random ones for `adapter_wo_pretrain`."""
+def build_model(model_args: ModelArguments, strategy: Strategy | str) -> MultimodalEmotionModel:
+    """The model a strategy starts from: pretrained encoders, or random ones (`adapter_wo_pretrain`)."""
+    strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
     return MultimodalEmotionModel.from_encoders(
         model_args.text_model,
         model_args.speech_model,
-        pretrained=strategy != "adapter_wo_pretrain",
+        pretrained=strategy.pretrained,
         projector_size=model_args.projector_size,
         dropout=model_args.dropout,
         adapter_method=model_args.adapter_method,
@@ -74,16 +65,15 @@ def make_processor(model_args: ModelArguments, data_args: DataArguments) -> Mult
         max_speech_seconds=data_args.max_speech_seconds)
 
 
-def load_fold(data_args: DataArguments, args: ContinualTrainingArguments, tasks, fold: int,
+def load_fold(data_args: DataArguments, args: ContinualTrainingArguments, specs: dict[str, TaskSpec], fold: int,
               processor: MultimodalProcessor) -> dict:
-    """Each task's train/validation/test inputs of session fold `fold`."""
+    """Each task's train/validation/test inputs of session fold `fold` (`specs`: task name -> `TaskSpec`)."""
     # The main process fills the datasets cache first; the others then read it instead of racing to write it.
     with args.main_process_first(desc="loading and preparing the corpora"):
         return {
-            task: load_task_splits(task, data_args.corpus_dir(task), fold, processor,
-                                   cache_dir=data_args.dataset_cache_dir, n_folds=data_args.n_folds,
-                                   fold_seed=data_args.fold_seed)
-            for task in tasks
+            task: load_task_splits(spec, None, fold, processor, cache_dir=data_args.dataset_cache_dir,
+                                   n_folds=data_args.n_folds, fold_seed=data_args.fold_seed)
+            for task, spec in specs.items()
         }
 
 
@@ -102,8 +92,19 @@ class ContinualRun:
     Args:
         model_args, data_args, args: The three argument groups (see `training_args.py`).
         data: Optional prepared splits per task (`{task: DatasetDict(train, validation, test)}`); loaded from
-            `data_args` when not given.
+            `data_args` (or `specs`) when not given.
         callbacks: Extra `TrainerCallback`s for every task's Trainer.
+        specs: Optional `{task: TaskSpec}` (e.g. `TaskSpec.from_dataset` for a Python dataset); resolved from the
+            arguments when not given.
+
+    Example:
+
+    >>> from kemdy_adapters.continual import ContinualRun
+    >>> from kemdy_adapters.training_args import parse_arguments
+    >>> run = ContinualRun(*parse_arguments(["--tasks", "kemdy19", "clinic=/data/clinic", "--data_dir", "/data",
+    ...                                      "--output_dir", "runs/x"]))  # doctest: +SKIP
+    >>> results = run.run()  # doctest: +SKIP
+    >>> results["matrix"]["macro_f1"]  # R[i][j]: after task i, on task j  # doctest: +SKIP
     """
 
     def __init__(
@@ -113,27 +114,60 @@ class ContinualRun:
         args: ContinualTrainingArguments,
         data: dict | None = None,
         callbacks: list | None = None,
+        specs: dict[str, TaskSpec] | None = None,
     ):
         self.model_args, self.data_args, self.args = model_args, data_args, args
+        self.strategy = get_strategy(args.strategy)
         self.order = list(args.tasks)
-        self.strategy = args.strategy
-        self.output = Path(args.output_dir)
+        self.layout = RunLayout(args.output_dir)
+        self.output = self.layout.root
         self.callbacks = callbacks or []
-        if self.strategy == "ewc" and len(self.order) < 2:
-            raise ValueError("strategy 'ewc' needs at least two tasks: it consolidates an earlier task")
+        if self.strategy.consolidates and len(self.order) < 2:
+            raise ValueError(f"strategy {self.strategy.name!r} needs at least two tasks: it consolidates an earlier "
+                             "task")
+        self.received = self._receive(args.from_tasks)
         self.processor = make_processor(model_args, data_args)
         self.collator = MultimodalCollator(self.processor.tokenizer)
-        self.data = data if data is not None else load_fold(data_args, args, self.order, data_args.fold,
-                                                             self.processor)
+        if data is None:
+            data = load_fold(data_args, args, specs or task_specs(data_args, args), data_args.fold, self.processor)
+        self.data = data
         for task in self.order:
             if task not in self.data:
                 raise ValueError(f"no data for task {task!r}")
             for split in ("train", "validation", "test"):
                 if len(self.data[task][split]) == 0:
                     raise ValueError(f"task {task!r} has no {split} data in fold {data_args.fold}")
+        self.labels = {task: tuple(self.data[task]["train"].features["label"].names) for task in self.order}
+        self.modalities = {task: self._modalities(task) for task in self.order}
+        self.shared_head = self.strategy.heads_shared(list(self.labels.values()))
         self.model: MultimodalEmotionModel | None = None
         self.model_step = -1  # index of the last task the in-memory model has learned
         self._features: dict[str, dict] = {}
+
+    def _modalities(self, task: str) -> tuple[str, ...]:
+        """`("speech", "text")`, or `("speech",)` when none of the task's utterances has a transcript."""
+        splits = self.data[task].values()
+        if any("text_present" not in split.column_names for split in splits):
+            return ("speech", "text")  # prepared without the flag: every utterance has its transcript
+        has_text = any(np.any(np.asarray(split["text_present"]) > 0) for split in splits)
+        return ("speech", "text") if has_text else ("speech",)
+
+    def _receive(self, locations: list[str]) -> list[dict]:
+        """The tasks received from elsewhere: where they are, their config (checked before any training)."""
+        received, names = [], set()
+        for location in locations:
+            folder = resolve_task_location(location)
+            config = read_task_config(folder)
+            name = config["task"]
+            if name in self.order or name in names:
+                raise ValueError(f"{location}: received task {name!r} is also "
+                                 f"{'a task of this run' if name in self.order else 'received twice'}")
+            if not config["adapters"]:
+                raise ValueError(f"{location}: task {name!r} has no adapters; only adapter tasks can be received")
+            names.add(name)
+            received.append({"task": name, "source": str(location), "folder": folder, "labels": config["labels"],
+                             "weights_sha256": config.get("weights_sha256")})
+        return received
 
     def _inputs(self, model: MultimodalEmotionModel) -> dict:
         """The splits the model trains and is scored on: with the frozen feature encoder's output cached per
@@ -151,97 +185,99 @@ class ContinualRun:
 
     # ------------------------------------------------------------------------------------------ model state
     def _fresh_model(self) -> MultimodalEmotionModel:
+        """The strategy's starting model with the received tasks loaded (frozen, checked against its base)."""
         # Seeded: random weights (adapter_wo_pretrain, or any a checkpoint lacks, e.g. an MLM-only BERT's pooler)
         # must be the same in every process and on every rerun.
         set_seed(self.args.seed)
-        if self.strategy != "adapter_wo_pretrain":
-            return build_model(self.model_args, self.strategy)
-        base = self.output / "base"
-        if not (base / "config.json").exists():
+        if self.strategy.pretrained:
+            model = build_model(self.model_args, self.strategy)
+        elif not (self.layout.base / "config.json").exists():
             model = build_model(self.model_args, self.strategy)
             if _is_main(self.args):
-                model.save_pretrained(base)
+                model.save_pretrained(self.layout.base)
             _barrier()
-            return model
-        return MultimodalEmotionModel.from_pretrained(base)
+        else:
+            model = MultimodalEmotionModel.from_pretrained(self.layout.base)
+        for task in self.received:
+            model.load_task(task["folder"], expected_labels=task["labels"], same_base=True)
+        return model
 
     def _model_before(self, index: int) -> MultimodalEmotionModel:
         """The model as it was right after task `index - 1` (fresh for the first task, and for task_a)."""
-        if self.model is not None and self.model_step == index - 1 and self.strategy != "task_a":
+        if self.model is not None and self.model_step == index - 1 and self.strategy.carries_model:
             return self.model
-        if index == 0 or self.strategy == "task_a":
+        if index == 0 or not self.strategy.carries_model:
             return self._fresh_model()
-        previous = self.order[:index]
-        if self.strategy in ADAPTER_STRATEGIES:
+        if self.strategy.adapters:
             model = self._fresh_model()
-            for task in previous:
-                model.load_task(self.output / task / "export")
+            for task in self.order[:index]:
+                model.load_task(self.layout.export(task), expected_labels=list(self.labels[task]))
             return model
-        return MultimodalEmotionModel.from_pretrained(self.output / previous[-1] / "model")
+        return MultimodalEmotionModel.from_pretrained(self.layout.model(self.order[index - 1]))
+
+    def _head(self, task: str) -> str:
+        return SHARED_HEAD if self.shared_head else task
 
     def _prepare_strategy(self, model: MultimodalEmotionModel, task: str) -> str:
         """Adds what the task trains and freezes the rest; returns the head name the task is trained with."""
-        if self.strategy in ADAPTER_STRATEGIES:
-            model.add_task(task)
-            model.train_task(task)
-            return task
-        if SHARED_HEAD not in model.tasks:
-            model.add_task(SHARED_HEAD, adapters=False)
-        model.train_task(SHARED_HEAD, full=True)
-        return SHARED_HEAD
+        head = self._head(task)
+        if head not in model.tasks:
+            modalities = ("speech", "text") if self.shared_head else self.modalities[task]
+            model.add_task(head, self.labels[task], adapters=self.strategy.adapters, modalities=modalities)
+        model.train_task(head, full=not self.strategy.adapters)
+        return head
 
-    def _head_for(self, model: MultimodalEmotionModel, task: str) -> str | None:
-        if self.strategy in ADAPTER_STRATEGIES:
-            return task if task in model.tasks else None
-        return SHARED_HEAD
+    def _scored_heads(self, model: MultimodalEmotionModel, task: str) -> dict[str, str | None]:
+        """Task -> the head that scores it after `task` (None: not scorable yet, or task_a's other tasks)."""
+        if not self.strategy.carries_model:
+            return {other: self._head(other) if other == task else None for other in self.order}
+        return {other: self._head(other) if self._head(other) in model.tasks else None for other in self.order}
 
     # ----------------------------------------------------------------------------------------------- loop
     def run(self) -> dict:
         """Trains every unfinished task in order and returns the sequence's results (also `results.json`)."""
         if _is_main(self.args):
-            write_json(self.output / "run.json", {"strategy": self.strategy, "order": self.order,
-                                                  "fold": self.data_args.fold, "seed": self.args.seed})
+            write_json(self.layout.run_json, {
+                "strategy": self.strategy.name, "order": self.order, "fold": self.data_args.fold,
+                "seed": self.args.seed, "received": [_public(task) for task in self.received]})
         for index, task in enumerate(self.order):
-            if (self.output / task / "scores.json").exists():
+            if self.layout.scores(task).exists():
                 logger.info("%s: task %s already finished, skipped", self.output, task)
                 continue
             self._train_task(index, task)
         results = self._collect()
         if _is_main(self.args):
-            write_json(self.output / "results.json", results)
+            write_json(self.layout.results, results)
         _barrier()
         return results
 
     def _task_args(self, task: str) -> ContinualTrainingArguments:
         args = copy.deepcopy(self.args)
-        args.output_dir = str(self.output / task / "checkpoints")
-        args.logging_dir = str(self.output / task / "logs")
+        args.output_dir = str(self.layout.checkpoints(task))
+        args.logging_dir = str(self.layout.logs(task))
         return args
 
     def _check_previous(self, index: int, task: str) -> None:
         """A finished earlier task must have left on disk what the next one builds on."""
-        if index == 0 or self.strategy == "task_a":
+        if index == 0 or not self.strategy.carries_model:
             return
         previous = self.order[index - 1]
-        needed = {"adapter": ["export/model.safetensors"], "adapter_wo_pretrain": ["export/model.safetensors"],
-                  "finetune": ["model/config.json"], "ewc": ["model/config.json", "ewc/ewc.safetensors"]}
-        for relative in needed[self.strategy]:
-            path = self.output / previous / relative
+        for relative in self.strategy.needs:
+            path = self.layout.task(previous) / relative
             if not path.exists():
-                raise FileNotFoundError(f"task {task!r} ({self.strategy}) needs {path} from the earlier task "
+                raise FileNotFoundError(f"task {task!r} ({self.strategy.name}) needs {path} from the earlier task "
                                         f"{previous!r}, which is missing; remove {self.output} to start over")
 
     def _train_task(self, index: int, task: str) -> None:
-        folder = self.output / task
         self._check_previous(index, task)
         model = self._model_before(index)
         # New heads and adapters are initialised from the seed, not from whatever drew random numbers before.
         set_seed(self.args.seed + index)
         head = self._prepare_strategy(model, task)
         ewc_state = None
-        if self.strategy == "ewc" and index > 0:
-            ewc_state = EWCState.load(self.output / self.order[index - 1] / "ewc")
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if self.strategy.consolidates and index > 0:
+            ewc_state = EWCState.load(self.layout.ewc(self.order[index - 1]))
+        trainable = model.num_parameters(only_trainable=True)
         args = self._task_args(task)
         inputs = self._inputs(model)
         data = inputs[task]
@@ -252,70 +288,66 @@ class ContinualRun:
         checkpoint = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
         if checkpoint:
             logger.info("%s: resuming task %s from %s", self.output, task, checkpoint)
-        started = time.time()
-        trainer.train(resume_from_checkpoint=checkpoint)
-        train_seconds = time.time() - started
+        output = trainer.train(resume_from_checkpoint=checkpoint)
         best_epoch = _best_epoch(trainer)
         model = trainer.model
+        self._check_received_unchanged(model)
 
         # Persist what the next task (or a rerun) needs, then the scores, which mark the task finished.
         export_bytes = self._persist(model, index, task, head, inputs)
-        scores = self._score_all(trainer, model, task, inputs)
+        scores = score_row(trainer, model, self._scored_heads(model, task),
+                           {other: inputs[other]["test"] for other in self.order})
         agnostic = None
-        if self.strategy in ADAPTER_STRATEGIES and index == len(self.order) - 1 and len(self.order) > 1:
-            agnostic = self._score_agnostic(model, self._routing_inputs(inputs))
+        if self.strategy.adapters and index == len(self.order) - 1 and len(self.order) + len(self.received) > 1:
+            agnostic = self._score_agnostic(model, inputs)
         if _is_main(self.args):
-            write_json(folder / "scores.json", {
+            write_json(self.layout.scores(task), {
                 "task": task, "head": head, "scores": scores, "task_agnostic": agnostic, "best_epoch": best_epoch,
-                "train_seconds": train_seconds, "trainable_parameters": trainable, "export_bytes": export_bytes,
-                "log_history": trainer.state.log_history})
+                "train_seconds": output.metrics.get("train_runtime", 0.0), "trainable_parameters": trainable,
+                "export_bytes": export_bytes, "log_history": trainer.state.log_history})
             if not self.args.keep_checkpoints:
                 shutil.rmtree(args.output_dir, ignore_errors=True)
-            if index > 0 and self.strategy in ("finetune", "ewc"):
-                shutil.rmtree(self.output / self.order[index - 1] / "model", ignore_errors=True)
+            if index > 0 and self.strategy.carries_model and not self.strategy.adapters:
+                shutil.rmtree(self.layout.model(self.order[index - 1]), ignore_errors=True)
         _barrier()
         self.model, self.model_step = model, index
 
+    def _check_received_unchanged(self, model: MultimodalEmotionModel) -> None:
+        """The received tasks' weights must still be exactly the sender's after a task trained beside them."""
+        from safetensors.torch import load_file
+
+        from .export import TASK_WEIGHTS, task_state_dict
+
+        for task in self.received:
+            sent = load_file(Path(task["folder"]) / TASK_WEIGHTS)
+            now = task_state_dict(model, task["task"])
+            changed = [key for key, tensor in sent.items() if not torch.equal(now[key], tensor)]
+            if changed:
+                raise RuntimeError(f"received task {task['task']!r} changed while training: {changed[:3]}")
+
     def _persist(self, model: MultimodalEmotionModel, index: int, task: str, head: str, inputs: dict) -> int:
-        folder = self.output / task
         size = 0
-        if self.strategy == "ewc" and index < len(self.order) - 1:
-            previous = EWCState.load(self.output / self.order[index - 1] / "ewc") if index > 0 else None
+        last = index == len(self.order) - 1
+        if self.strategy.consolidates and not last:
+            previous = EWCState.load(self.layout.ewc(self.order[index - 1])) if index > 0 else None
             fisher, samples = estimate_fisher(model, inputs[task]["train"], self.collator,
                                               self.args.fisher_samples, self.args.fisher_batch_size)
             state = consolidate(model, fisher, task, samples, previous=previous, gamma=self.args.ewc_gamma)
             if _is_main(self.args):
-                state.save(folder / "ewc")
+                state.save(self.layout.ewc(task))
         if _is_main(self.args):
-            if self.strategy in ADAPTER_STRATEGIES:
-                size = model.save_task(folder / "export", task).bytes
+            if self.strategy.adapters:
+                export = self.layout.export(task)
+                size = model.save_task(export, task).bytes
                 train = self._routing_inputs(inputs)[task]["train"]
                 statistics = [TaskStatistics.from_dataset(model, train, self.collator, kind,
                                                           self.args.per_device_eval_batch_size) for kind in KINDS]
-                size += save_statistics(folder / "export", statistics).stat().st_size
-            elif self.strategy in ("finetune", "ewc") and index < len(self.order) - 1:
-                model.save_pretrained(folder / "model")
-                size = (folder / "model" / "model.safetensors").stat().st_size
+                size += save_statistics(export, statistics).stat().st_size
+            elif self.strategy.carries_model and not last:
+                model.save_pretrained(self.layout.model(task))
+                size = (self.layout.model(task) / "model.safetensors").stat().st_size
         _barrier()
         return size
-
-    def _score_all(self, trainer, model, task: str, inputs: dict) -> dict:
-        """Scores on the test sessions of every task (task_a: only its own), with confusion matrices."""
-        scores = {}
-        for other in self.order:
-            head = self._head_for(model, other)
-            if head is None or (self.strategy == "task_a" and other != task):
-                scores[other] = None
-                continue
-            model.set_active_task(head)
-            output = trainer.predict(inputs[other]["test"], metric_key_prefix="test")
-            predictions = np.argmax(output.predictions, axis=-1)
-            scores[other] = {
-                **classification_scores(predictions, output.label_ids),
-                "confusion": confusion(predictions, output.label_ids, len(model.task_labels(head))),
-                "support": int(len(output.label_ids)),
-            }
-        return scores
 
     def _routing_inputs(self, inputs: dict) -> dict:
         """Splits with what routing features need: the convolutional features (cached or from the waveform). A
@@ -323,56 +355,32 @@ class ContinualRun:
         first = next(iter(inputs.values()))["train"]
         return self.data if "speech_hidden" in first.column_names else inputs
 
-    def _score_agnostic(self, model, inputs: dict) -> dict:
-        """Scores without the task id: every test utterance of every task is routed to a task (from the
-        exported statistics only) and classified by that task's adapters and head. Routing accuracy is measured
-        for each method (the Gaussian statistics of each feature kind, and head confidence); the emotion scores
-        use `DEFAULT_KIND`. Identical in every process (no sharding), written by rank 0."""
-        tasks = list(self.order)
-        statistics = {task: load_statistics(self.output / task / "export") for task in tasks}
-        routers = {kind: Router({task: statistics[task][kind] for task in tasks}) for kind in KINDS}
-        features = {kind: [] for kind in KINDS}
-        logits = {task: [] for task in tasks}
-        labels, truth = [], []
-        model.eval()
-        for task in tasks:
-            for batch in model_batches(inputs[task]["test"], self.collator, self.args.per_device_eval_batch_size,
-                                       model.device):
-                for kind in KINDS:
-                    features[kind].append(routing_features(model, batch, kind))
-                with torch.no_grad():
-                    for head in tasks:
-                        logits[head].append(model(**batch, task=head).logits.float().cpu())
-                labels.append(batch["labels"].cpu())
-                truth += [task] * len(batch["labels"])
-        logits = {task: torch.cat(values).numpy() for task, values in logits.items()}
-        labels = torch.cat(labels).numpy()
-        routes = {kind: [tasks[i] for i in router.scores(torch.cat(features[kind])).argmax(-1).tolist()]
-                  for kind, router in routers.items()}
-        routes["confidence"] = confidence_route(logits)
-        chosen = routes[DEFAULT_KIND]
-        predictions = np.array([logits[route][i].argmax() for i, route in enumerate(chosen)])
-        truth = np.array(truth)
-        return {
-            "method": DEFAULT_KIND,
-            "routing_accuracy": {method: float(np.mean(np.array(route) == truth)) for method, route in routes.items()},
-            "routed_to": {task: {other: int(np.sum((truth == task) & (np.array(chosen) == other))) for other in tasks}
-                          for task in tasks},
-            "scores": {task: classification_scores(predictions[truth == task], labels[truth == task])
-                       for task in tasks},
-        }
+    def _score_agnostic(self, model: MultimodalEmotionModel, inputs: dict) -> dict | None:
+        """Every test utterance of this run's tasks routed among all tasks, received ones included."""
+        statistics = {task["task"]: load_statistics(task["folder"]) for task in self.received}
+        statistics |= {task: load_statistics(self.layout.export(task)) for task in self.order}
+        lacking = sorted(task for task, kinds in statistics.items() if set(KINDS) - set(kinds))
+        if lacking:
+            logger.warning("no task-agnostic scores: tasks %s have no routing statistics", lacking)
+            return None
+        tests = {task: split["test"] for task, split in self._routing_inputs(inputs).items() if task in self.order}
+        return score_agnostic(model, statistics, tests, self.collator, self.args.per_device_eval_batch_size)
 
     # -------------------------------------------------------------------------------------------- results
     def _collect(self) -> dict:
-        rows = [read_json(self.output / task / "scores.json") for task in self.order]
+        rows = [read_json(self.layout.scores(task)) for task in self.order]
         matrix = {
             metric: [[(row["scores"][other] or {}).get(metric) for other in self.order] for row in rows]
             for metric in METRICS
         }
         return {
-            "strategy": self.strategy,
+            "strategy": self.strategy.name,
             "order": self.order,
             "fold": self.data_args.fold,
+            "labels": {task: list(labels) for task, labels in self.labels.items()},
+            "modalities": {task: list(modalities) for task, modalities in self.modalities.items()},
+            "scenario": self.strategy.scenario(list(self.labels.values())),
+            "received": [_public(task) for task in self.received],
             "matrix": matrix,
             "summary": {metric: matrix_summary(values) for metric, values in matrix.items()},
             "confusion": {row["task"]: {other: (row["scores"][other] or {}).get("confusion") for other in self.order}
@@ -383,6 +391,12 @@ class ContinualRun:
             "train_seconds": sum(row["train_seconds"] for row in rows),
             "task_agnostic": rows[-1].get("task_agnostic"),
         }
+
+
+def _public(task: dict) -> dict:
+    """What results and run.json record of a received task (no local cache path)."""
+    return {key: task[key] for key in ("task", "source", "labels", "weights_sha256")}
+
 
 
 def _best_epoch(trainer) -> float | None:

@@ -11,11 +11,10 @@ import numpy as np
 import torch
 from transformers.data.data_collator import pad_without_fast_tokenizer_warning
 
-from .folds import split_by_sessions
-from .hf_dataset import load_kemdy
+from .tasks import TaskSpec, resolve_task, task_splits
 
-MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "input_values", "speech_features", "speech_hidden",
-                 "labels")
+MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "text_present", "input_values", "speech_features",
+                 "speech_hidden", "labels")
 SPEECH_COLUMNS = ("speech_hidden", "speech_features", "input_values")
 
 
@@ -44,10 +43,14 @@ class MultimodalProcessor:
         return values
 
     def __call__(self, batch: dict) -> dict:
-        encoded = self.tokenizer(batch["text"], truncation=True, max_length=self.max_text_length)
+        # An utterance without a transcript gets the empty one ([CLS] [SEP]) and text_present 0: the model then
+        # uses a zero text vector for it (see MultimodalEmotionModel.forward).
+        texts = [text if isinstance(text, str) else "" for text in batch["text"]]
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_text_length)
         speech = [self.speech(audio["array"]) for audio in batch["audio"]]
         return {
             **{key: encoded[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoded},
+            "text_present": [1.0 if text.strip() else 0.0 for text in texts],
             "input_values": speech,
             "labels": batch["label"],
             "length": [len(values) for values in speech],
@@ -89,17 +92,18 @@ def prepare(
 
 
 def load_task_splits(
-    task: str,
-    data_dir: str | Path,
+    task: str | TaskSpec,
+    data_dir: str | Path | None,
     fold: int,
     processor: MultimodalProcessor,
     cache_dir: str | None = None,
     n_folds: int = 5,
     fold_seed: int = 12,
 ) -> datasets.DatasetDict:
-    """Loads corpus `task` (`kemdy19` / `kemdy20`) and returns fold `fold`'s train/validation/test inputs."""
-    dataset = load_kemdy(task, data_dir, cache_dir=cache_dir)
-    splits = split_by_sessions(dataset, fold, n_splits=n_folds, seed=fold_seed)
+    """Loads task `task` (a `TaskSpec`, or a KEMDy corpus name with its `data_dir`) and returns fold `fold`'s
+    train/validation/test inputs (session-wise folds, or the corpus's own `split` column)."""
+    spec = task if isinstance(task, TaskSpec) else resolve_task(task, data_dir)
+    splits = task_splits(spec.load(cache_dir=cache_dir), fold, n_folds=n_folds, fold_seed=fold_seed)
     return datasets.DatasetDict({name: prepare(split, processor) for name, split in splits.items()})
 
 
@@ -150,6 +154,8 @@ class MultimodalCollator:
             batch[speech_key], batch["speech_frame_mask"] = values, mask
         else:  # (B, samples) waveforms
             batch["input_values"], batch["speech_attention_mask"] = values, mask
+        if "text_present" in features[0]:
+            batch["text_present"] = torch.tensor([float(feature["text_present"]) for feature in features])
         if "labels" in features[0]:
             batch["labels"] = torch.tensor([feature["labels"] for feature in features], dtype=torch.long)
         return dict(batch)

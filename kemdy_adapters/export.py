@@ -100,6 +100,7 @@ def save_task(model, save_directory, name: str) -> TaskExport:
         "task": name,
         "labels": spec["labels"],
         "adapters": spec["adapters"],
+        "modalities": spec.get("modalities", ["speech", "text"]),
         **{field: getattr(model.config, field) for field in (*ADAPTER_SETTINGS, *HEAD_SETTINGS)},
         "adapter_config": model.adapter_config().to_dict() if spec["adapters"] else None,
         "base": {
@@ -144,8 +145,11 @@ def read_task_config(directory) -> dict:
     return config
 
 
-def check_compatible(model, config: dict, source) -> None:
-    """Raises TaskExportError naming every mismatch between the task's base and the model's."""
+def check_compatible(model, config: dict, source, same_base: bool = False) -> None:
+    """Raises TaskExportError naming every mismatch between the task's base and the model's.
+
+    With `same_base=True` (a task received to continue from) different base weights are an error too, since
+    the task's predictions would then differ from the sender's; otherwise they are a warning."""
     problems = []
     ours = base_shapes(model)
     for part in ("text", "speech"):
@@ -158,6 +162,12 @@ def check_compatible(model, config: dict, source) -> None:
             problems.append(f"{field}: task has {settings[field]!r}, model has {getattr(model.config, field)!r}")
     if problems:
         raise TaskExportError(f"{source}: task {config['task']!r} does not fit this model: " + "; ".join(problems))
+    if same_base and config["base"].get("fingerprint") != base_fingerprint(model):
+        raise TaskExportError(
+            f"{source}: task {config['task']!r} was trained on other base weights ({config['base']['text_checkpoint']}"
+            f" + {config['base']['speech_checkpoint']}, fingerprint {config['base'].get('fingerprint')}) than this "
+            f"run's ({model.config.text_checkpoint} + {model.config.speech_checkpoint}, fingerprint "
+            f"{base_fingerprint(model)}): use the same text_model and speech_model as the sender")
     if config["base"].get("fingerprint") != base_fingerprint(model):
         logger.warning(
             "%s: task %r was trained on base weights %s (%s / %s); this model's base weights differ, so its "
@@ -165,14 +175,16 @@ def check_compatible(model, config: dict, source) -> None:
             config["base"]["text_checkpoint"], config["base"]["speech_checkpoint"])
 
 
-def load_task(model, directory, name: str | None = None, expected_labels: list[str] | None = None) -> str:
+def load_task(model, directory, name: str | None = None, expected_labels: list[str] | None = None,
+              same_base: bool = False) -> str:
     """Adds the task saved in `directory` to `model` under its saved name (or `name`); returns the name.
 
-    Only `task_config.json` and `model.safetensors` are read: no pickle, no code.
+    Only `task_config.json` and `model.safetensors` are read: no pickle, no code. `same_base=True` refuses a
+    task trained on other base weights (see `check_compatible`).
     """
     directory = Path(directory)
     config = read_task_config(directory)
-    check_compatible(model, config, directory)
+    check_compatible(model, config, directory, same_base=same_base)
     if expected_labels is not None and list(expected_labels) != config["labels"]:
         raise TaskExportError(f"{directory}: label set {config['labels']} differs from the expected {expected_labels}")
     weights = directory / TASK_WEIGHTS
@@ -187,7 +199,8 @@ def load_task(model, directory, name: str | None = None, expected_labels: list[s
     except (SafetensorError, OSError, ValueError) as error:
         raise TaskExportError(f"{weights}: unreadable safetensors file ({error})") from error
     saved, target = config["task"], name or config["task"]
-    model.add_task(target, config["labels"], adapters=config["adapters"])
+    model.add_task(target, config["labels"], adapters=config["adapters"],
+                   modalities=config.get("modalities", ["speech", "text"]))
     try:
         renamed = {_rename(key, saved, target): tensor for key, tensor in state.items()}
         parameters = dict(model.named_parameters())

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .export import TASK_CONFIG, TASK_WEIGHTS, TaskExportError, read_task_config
+from .layout import BenchmarkLayout, RunLayout
 from .routing import ROUTING_FILE
 from .storage import read_json
 
@@ -53,17 +54,22 @@ def find_task(source, task: str, strategy: str = "adapter", fold: int = 0) -> Ta
         if config["task"] != task:
             raise ValueError(f"{source} holds task {config['task']!r}, not {task!r}")
         return TaskSource(source, task, None, "Scores unknown: exported without its run folder.")
-    if (source / task / "export" / TASK_CONFIG).is_file():
-        row = read_json(source / task / "scores.json")
-        run = read_json(source / "run.json", {})
+    run_layout = RunLayout(source)
+    if (run_layout.export(task) / TASK_CONFIG).is_file():
+        row = read_json(run_layout.scores(task))
+        run = read_json(run_layout.run_json, {})
         own = (row or {}).get("scores", {}).get(task)
         scores = {metric: {"mean": own[metric], "std": 0.0, "n": 1} for metric in ("weighted_f1", "macro_f1", "uar")
                   } if own else None
-        protocol = (f"One run: strategy `{run.get('strategy', '?')}`, session fold {run.get('fold', '?')} of 5, task "
+        protocol = (f"One run: strategy `{run.get('strategy', '?')}`, session fold {run.get('fold', '?')}, task "
                     f"order {' -> '.join(run.get('order', []))}; scores on that fold's held-out test sessions.")
-        results = read_json(source / "results.json", {})
-        return TaskSource(source / task / "export", task, scores, protocol, results.get("task_agnostic"))
-    results = read_json(source / "results.json")
+        if run.get("received"):
+            protocol += (" The run continued from tasks received without their data: "
+                         + ", ".join(f"`{item['task']}` ({item['source']})" for item in run["received"]) + ".")
+        results = read_json(run_layout.results, {})
+        return TaskSource(run_layout.export(task), task, scores, protocol, results.get("task_agnostic"))
+    layout = BenchmarkLayout(source)
+    results = read_json(layout.results)
     if results is None or "strategies" not in results:
         raise FileNotFoundError(f"{source}: neither a task export ({TASK_CONFIG}), nor a run folder with "
                                 f"{task}/export/, nor a benchmark folder with results.json")
@@ -74,8 +80,7 @@ def find_task(source, task: str, strategy: str = "adapter", fold: int = 0) -> Ta
     if data is None or order is None or order not in data["final"]:
         raise FileNotFoundError(f"{source}: no finished {strategy!r} cell learns {task!r} first "
                                 f"(strategies: {sorted(results['strategies'])})")
-    run_dir = source / "runs" / strategy / f"fold{fold}" / order.replace(">", "-")
-    export = run_dir / task / "export"
+    export = layout.cell(strategy, fold, order.split(">")).export(task)
     if not (export / TASK_CONFIG).is_file():
         raise FileNotFoundError(f"{export}: no export of {task!r} for fold {fold} ({strategy}); pick a fold the "
                                 "benchmark ran with --fold")

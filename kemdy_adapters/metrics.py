@@ -24,8 +24,9 @@ def classification_scores(predictions, references) -> dict[str, float]:
 
     `micro_f1` equals `accuracy` for single-label classification; it is kept under its own name because the
     reference method selected its epochs by "micro F1". Macro F1 and UAR (unweighted average recall, the mean
-    of per-class recalls) average over the classes present in the references or predictions (sklearn's
-    default), so a class absent from both does not count as a zero.
+    of per-class recalls) both average over the classes present in the references of this test set, so the
+    class set does not change with the predictions; a prediction outside it (e.g. -1 for an utterance routed to
+    a task with other labels) still counts as an error.
     """
     predictions, references = np.asarray(predictions), np.asarray(references)
     if predictions.shape != references.shape or predictions.ndim != 1:
@@ -37,7 +38,7 @@ def classification_scores(predictions, references) -> dict[str, float]:
         "accuracy": float(accuracy_score(references, predictions)),
         "micro_f1": float(f1_score(references, predictions, average="micro")),
         "weighted_f1": float(f1_score(references, predictions, average="weighted", zero_division=0)),
-        "macro_f1": float(f1_score(references, predictions, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(references, predictions, labels=present, average="macro", zero_division=0)),
         "uar": float(recall_score(references, predictions, labels=present, average="macro", zero_division=0)),
     }
 

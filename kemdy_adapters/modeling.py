@@ -26,7 +26,7 @@ from torch import nn
 from transformers import BertModel, PreTrainedModel, Wav2Vec2Model
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from .configuration import MultimodalEmotionConfig, check_task_name
+from .configuration import MODALITIES, MultimodalEmotionConfig, check_task_name
 from .corpus import EMOTIONS
 from .data import frame_mask
 from .interfaces import wav2vec2_interface
@@ -192,9 +192,19 @@ class MultimodalEmotionModel(PreTrainedModel):
         if reference.device.type != "meta":
             self.to(device=reference.device)
 
-    def add_task(self, name: str, labels: list[str] | tuple[str, ...] = EMOTIONS, adapters: bool = True) -> None:
-        """Adds a task: its head and, with `adapters=True`, a fresh adapter in every layer of both encoders."""
+    def add_task(self, name: str, labels: list[str] | tuple[str, ...] = EMOTIONS, adapters: bool = True,
+                 modalities: list[str] | tuple[str, ...] = MODALITIES) -> None:
+        """Adds a task: its head and, with `adapters=True`, a fresh adapter in every layer of both encoders.
+
+        Args:
+            name: The task name (adapters, head and export are named after it).
+            labels: The task's label set, in the head's class order.
+            adapters: Give the task its own adapters (`False`: a head only, over the shared encoders).
+            modalities: `("speech", "text")`, or `("speech",)` for a speech-only task, whose head never sees text.
+        """
         check_task_name(name)
+        if "speech" not in modalities or set(modalities) - set(MODALITIES):
+            raise ValueError(f"task {name!r}: modalities must be ('speech', 'text') or ('speech',), got {modalities}")
         if name in self.config.tasks:
             raise ValueError(f"task {name!r} exists already (tasks: {self.tasks})")
         if len(set(labels)) != len(labels) or len(labels) < 2:
@@ -202,11 +212,15 @@ class MultimodalEmotionModel(PreTrainedModel):
         taken = {part for key, _ in self.named_parameters() for part in key.split(".")}
         if name in taken:
             raise ValueError(f"task name {name!r} collides with a module name of the model")
-        self.config.tasks[name] = {"labels": list(labels), "adapters": adapters}
+        self.config.tasks[name] = {"labels": list(labels), "adapters": adapters,
+                                   "modalities": [m for m in MODALITIES if m in modalities]}
         self._build_task(name)
 
     def task_labels(self, name: str | None = None) -> list[str]:
         return list(self.config.tasks[self._task(name)]["labels"])
+
+    def task_modalities(self, name: str | None = None) -> list[str]:
+        return list(self.config.tasks[self._task(name)].get("modalities", MODALITIES))
 
     def _task(self, name: str | None) -> str:
         name = name or self.config.active_task
@@ -403,18 +417,28 @@ class MultimodalEmotionModel(PreTrainedModel):
         speech_features: torch.Tensor | None = None,
         speech_frame_mask: torch.Tensor | None = None,
         speech_hidden: torch.Tensor | None = None,
+        text_present: torch.Tensor | None = None,
     ) -> SequenceClassifierOutput:
         """Logits (B, num_labels) of `task` (default: the active task); a cross-entropy loss if `labels` given.
 
         Speech comes as the waveform (`input_values`, `speech_attention_mask`), as the cached output of the
         frozen convolutional feature encoder (`speech_features`, `speech_frame_mask`), or as the cached output of
         the frozen layers below `speech_frozen_layers` (`speech_hidden`, `speech_frame_mask`).
+
+        `text_present` (B,) is 0 for utterances without a transcript: their pooled text vector is replaced by
+        zeros. A speech-only task (modalities `["speech"]`) zeroes it for every utterance, so its predictions do
+        not depend on any text passed. (The text encoder still runs, so every trainable parameter takes part in
+        the graph, as distributed training without unused-parameter detection needs.)
         """
         task = self._task(task)
         if task != self.config.active_task:
             self.set_active_task(task)
         head = self.heads[task]
         text = self.encode_text(input_ids, attention_mask, token_type_ids)  # (B, H_text)
+        if "text" not in self.task_modalities(task):
+            text = torch.where(torch.zeros_like(text, dtype=torch.bool), text, 0.0)
+        elif text_present is not None:
+            text = torch.where(text_present.bool().unsqueeze(-1), text, 0.0)
         hidden, mask = self.encode_speech(
             input_values, speech_attention_mask, speech_features, speech_frame_mask, speech_hidden
         )  # (B, T, H_speech), (B, T)
@@ -432,13 +456,16 @@ class MultimodalEmotionModel(PreTrainedModel):
 
         return save_task(self, save_directory, self._task(name))
 
-    def load_task(self, location, name: str | None = None, revision: str | None = None, cache_dir=None) -> str:
+    def load_task(self, location, name: str | None = None, revision: str | None = None, cache_dir=None,
+                  expected_labels: list[str] | None = None, same_base: bool = False) -> str:
         """Adds a task saved with `save_task` to this model; returns its name. `location` is a local folder or
-        a Hub repo id (resolved through the Hugging Face cache, see `hub.resolve_task`)."""
+        a Hub repo id (resolved through the Hugging Face cache, see `hub.resolve_task`). `expected_labels`
+        checks the task's label set; `same_base=True` refuses a task trained on other base weights."""
         from .export import load_task
         from .hub import resolve_task
 
-        return load_task(self, resolve_task(location, revision=revision, cache_dir=cache_dir), name=name)
+        return load_task(self, resolve_task(location, revision=revision, cache_dir=cache_dir), name=name,
+                         expected_labels=expected_labels, same_base=same_base)
 
     def parameter_report(self, name: str | None = None) -> dict:
         """Trainable parameters of a task (its adapters and head), their share of the model, and export bytes."""

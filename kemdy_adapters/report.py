@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import EMOTIONS
+from .strategies import get_strategy
 
 METRIC_NAMES = {"weighted_f1": "weighted F1", "macro_f1": "macro F1", "uar": "UAR", "accuracy": "accuracy"}
 TABLE_METRICS = ("weighted_f1", "macro_f1", "uar")
@@ -65,12 +65,14 @@ def render_markdown(results: dict) -> str:
               "deviation over the folds run; every cell is one strategy on one fold and one task order.", ""]
     if not strategies:
         return "\n".join(lines + ["No cell has finished yet."]) + "\n"
-    lines += ["## What each corpus retains", "",
-              "Cell (corpus X, strategy S): X's score after S learned X **first** and then the other corpus, "
-              "i.e. what X keeps after the whole sequence (task_a: X trained alone). Test sessions of each fold.", ""]
+    lines += scenario_table(results)
+    lines += ["## What each task retains", "",
+              "Cell (task X, strategy S): X's score after S learned X **first** and then every other task of the "
+              "order, i.e. what X keeps after the whole sequence (task_a: X trained alone). Test sessions of each "
+              "fold.", ""]
     lines += _score_tables(results, 0, results.get("published", {}).get("weighted_f1"))
-    lines += ["## Plasticity: each corpus learned last", "",
-              "Cell (corpus X, strategy S): X's score right after S learned it as the **second** task.", ""]
+    lines += ["## Plasticity: each task learned last", "",
+              "Cell (task X, strategy S): X's score right after S learned it as the **last** task of the order.", ""]
     lines += _score_tables(results, -1)
 
     lines += ["## Backward transfer and forgetting", "",
@@ -95,6 +97,25 @@ def render_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scenario_table(results: dict) -> list[str]:
+    """Which continual-learning scenario each strategy ran in, and the tasks received without their data."""
+    lines = ["## Strategies and scenarios", "", "| strategy | what it does | scenario |", "|---|---|---|"]
+    records = results.get("strategy_records", {})
+    for strategy, data in results["strategies"].items():
+        summary = records.get(strategy, {}).get("summary", "")
+        lines.append(f"| {strategy} | {summary} | {data.get('scenario') or '-'} |")
+    lines.append("")
+    labels = results.get("labels", {})
+    if labels:
+        lines += ["Label sets: " + "; ".join(f"{task.upper()} {len(names)} classes ({', '.join(names)})"
+                                             for task, names in labels.items()) + ".", ""]
+    received = results.get("received") or []
+    if received:
+        lines += ["Received without data (loaded frozen before the first task; routed among, never scored here): "
+                  + ", ".join(f"`{item['task']}` from {item['source']}" for item in received) + ".", ""]
+    return lines
+
+
 def agnostic_table(results: dict) -> list[str]:
     """Routing accuracy per method and the scores with the task id given versus routed (adapter strategies)."""
     rows = {strategy: data["task_agnostic"] for strategy, data in results["strategies"].items()
@@ -103,10 +124,10 @@ def agnostic_table(results: dict) -> list[str]:
         return []
     methods = list(next(iter(rows.values()))["routing_accuracy"])
     lines = ["## Without the task id", "",
-             "After the whole sequence, each test utterance of either corpus is routed to a task's adapters without "
-             "its corpus label, from per-task feature statistics stored with each export (no training data kept; "
+             "After the whole sequence, each test utterance of every task is routed to a task's adapters without "
+             "its task label, from per-task feature statistics stored with each export (no training data kept; "
              "see `routing.py`). Routing accuracy per method; scores with the task id given / routed by "
-             f"`{next(iter(rows.values()))['method']}` (mean over corpora, folds and orders).", "",
+             f"`{next(iter(rows.values()))['method']}` (mean over tasks, folds and orders).", "",
              "| strategy | " + " | ".join(f"routing: {method}" for method in methods) + " | "
              + " | ".join(f"{METRIC_NAMES[m]} given / routed" for m in TABLE_METRICS) + " |",
              "|---|" + "---|" * (len(methods) + len(TABLE_METRICS))]
@@ -138,21 +159,22 @@ def write_figures(results: dict, folder: Path, confusions: dict) -> list[Path]:
         figure, axes = plt.subplots(1, len(present), figsize=(5 * len(present), 4.4), squeeze=False)
         for axis, task in zip(axes[0], present):
             counts = confusions[(strategy, task)]
+            labels = results.get("labels", {}).get(task) or [str(i) for i in range(len(counts))]
             rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
             axis.imshow(rates, vmin=0, vmax=1, cmap="Blues")
-            for i in range(len(EMOTIONS)):
-                for j in range(len(EMOTIONS)):
+            for i in range(len(labels)):
+                for j in range(len(labels)):
                     axis.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=7,
                               color="white" if rates[i, j] > 0.5 else "black")
-            axis.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right", fontsize=8)
-            axis.set_yticks(range(len(EMOTIONS)), EMOTIONS, fontsize=8)
+            axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+            axis.set_yticks(range(len(labels)), labels, fontsize=8)
             axis.set_xlabel("predicted")
             axis.set_ylabel("reference")
             axis.set_title(f"{task.upper()} after the sequence", fontsize=9)
         written.append(_save(figure, f"{strategy}: confusion (counts, colour = row rate), summed over folds",
                              folder / f"confusion_{strategy}.png"))
 
-    sequential = [s for s in strategies if s != "task_a"]
+    sequential = [s for s in strategies if get_strategy(s).carries_model]
     if sequential:
         figure, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
         for axis, metric in zip(axes[0], ("weighted_f1", "macro_f1")):

@@ -14,12 +14,11 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
-from .corpus import CORPORA
+from .strategies import SHARED_HEAD, STRATEGIES, get_strategy
+from .tasks import TaskSpec, resolve_task, split_task_items
 
-STRATEGIES = ("task_a", "finetune", "ewc", "adapter", "adapter_wo_pretrain")
 SELECTION_METRICS = ("micro_f1", "accuracy", "weighted_f1", "macro_f1", "uar", "loss")
-SHARED_HEAD = "shared"
-"""The head name the fine-tuning strategies (task_a, finetune, ewc) train on every task."""
+__all__ = ["SHARED_HEAD", "STRATEGIES", "ContinualTrainingArguments", "DataArguments", "ModelArguments"]
 
 
 @dataclass
@@ -56,14 +55,19 @@ class DataArguments:
     max_text_length: int = field(default=256, metadata={"help": "token limit"})
     max_speech_seconds: float = field(default=5.0, metadata={"help": "speech crop (seconds from the start)"})
     dataset_cache_dir: str = field(default=None, metadata={"help": "datasets cache folder"})
+    corpora: list[str] = field(
+        default_factory=list,
+        metadata={"help": "corpus folders of further tasks as name=path (generic layout: metadata.csv beside the "
+                          "audio; see README, Add your own corpus); --tasks and --orders accept name=path too"})
 
-    def corpus_dir(self, task: str) -> str:
-        specific = getattr(self, f"{task}_dir", None)
-        if specific:
-            return specific
-        if not self.data_dir:
-            raise ValueError(f"no data for task {task!r}: pass --data_dir or --{task}_dir")
-        return self.data_dir
+    def __post_init__(self):
+        _, self.corpus_locations = split_task_items(self.corpora)
+
+    def task_spec(self, task: str, locations: dict[str, str] | None = None) -> TaskSpec:
+        """The spec of task `task`: a folder named by `locations` or `corpora`, else a KEMDy corpus."""
+        location = (locations or {}).get(task) or self.corpus_locations.get(task)
+        kemdy = getattr(self, f"{task}_dir", None) or self.data_dir
+        return resolve_task(task, location, kemdy_dir=kemdy)
 
 
 @dataclass
@@ -76,7 +80,13 @@ class ContinualTrainingArguments(TrainingArguments):
 
     # --- continual learning
     tasks: list[str] = field(
-        default_factory=lambda: ["kemdy19", "kemdy20"], metadata={"help": "the tasks (corpora) in training order"}
+        default_factory=lambda: ["kemdy19", "kemdy20"],
+        metadata={"help": "the tasks in training order: kemdy19, kemdy20, or name=path for any corpus folder"},
+    )
+    from_tasks: list[str] = field(
+        default_factory=list,
+        metadata={"help": "task adapters received from elsewhere (Hub repo ids or task folders), loaded frozen "
+                          "before the first task (adapter strategies)"},
     )
     strategy: str = field(default="adapter", metadata={"help": f"one of {', '.join(STRATEGIES)}"})
     ewc_lambda: float = field(default=5000.0, metadata={"help": "EWC penalty weight (strategy ewc)"})
@@ -118,15 +128,17 @@ class ContinualTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        strategy = get_strategy(self.strategy)
         if self.selection_metric not in SELECTION_METRICS:
             raise ValueError(f"unknown selection_metric {self.selection_metric!r}; choose one of {SELECTION_METRICS}")
-        unknown = [task for task in self.tasks if task not in CORPORA]
-        if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; the tasks are corpora: {list(CORPORA)}")
+        # name=path items: the name is the task, the path its corpus folder (kept in task_locations).
+        self.tasks, locations = split_task_items(self.tasks)
+        self.task_locations = {**getattr(self, "task_locations", {}), **locations}
         if len(set(self.tasks)) != len(self.tasks) or not self.tasks:
             raise ValueError(f"tasks must be distinct and not empty, got {self.tasks}")
+        if self.from_tasks and not strategy.receives:
+            raise ValueError(f"strategy {self.strategy!r} cannot continue from received tasks (--from_tasks): only "
+                             f"the adapter strategies keep earlier tasks untouched")
         self.metric_for_best_model = self.selection_metric
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # nothing to pin to; avoids a warning per DataLoader
@@ -147,4 +159,22 @@ def parse_with(parser: HfArgumentParser, argv: list[str] | None):
 def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, ContinualTrainingArguments]:
     """The arguments of one continual run, from flags or a YAML/JSON file."""
     parser = HfArgumentParser((ModelArguments, DataArguments, ContinualTrainingArguments), prog="kemdy-adapters train")
-    return parse_with(parser, argv)
+    model_args, data_args, args = parse_with(parser, argv)
+    check_task_sources(data_args, args.tasks, args.task_locations)
+    return model_args, data_args, args
+
+
+def check_task_sources(data_args: DataArguments, tasks: list[str], locations: dict[str, str]) -> None:
+    """Every task is a KEMDy corpus or has a corpus folder (checked before any work; the folder is read later)."""
+    from .corpus import CORPORA
+
+    lacking = [task for task in tasks
+               if task not in CORPORA and task not in locations and task not in data_args.corpus_locations]
+    if lacking:
+        raise ValueError(f"task(s) {lacking} have no corpus: name each as name=/path/to/folder (a folder with "
+                         f"metadata.csv or metadata.jsonl), or use one of the KEMDy corpora {list(CORPORA)}")
+
+
+def task_specs(data_args: DataArguments, args: ContinualTrainingArguments, tasks=None) -> dict[str, TaskSpec]:
+    """The spec of every task of a run (or of `tasks`), each checked: its corpus folder exists and reads."""
+    return {task: data_args.task_spec(task, args.task_locations) for task in (tasks or args.tasks)}

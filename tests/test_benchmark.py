@@ -71,7 +71,7 @@ def test_report_and_figures(finished):
     output, results = finished
     report = (output / "results.md").read_text()
     assert "> a tiny test run" in report
-    assert "## What each corpus retains" in report and "## Plasticity" in report and "BWT" in report
+    assert "## What each task retains" in report and "## Plasticity" in report and "BWT" in report
     assert "| KEMDY19 (published) | 0.704 | 0.525 | 0.681 |" in report
     retained = results["strategies"]["adapter"]["final"]["kemdy20>kemdy19"]["kemdy20"]["macro_f1"]["mean"]
     assert f"{retained:.3f}" in report
