@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import time
 from collections import Counter
@@ -22,6 +23,11 @@ def _sample_corpus(args: argparse.Namespace) -> int:
     config = SampleCorpusConfig(seed=args.seed, sessions=args.sessions)
     start = time.time()
     write_sample_corpus(args.output, config, overwrite=args.overwrite)
+    if args.clinic:
+        from .sample_corpus import write_generic_corpus
+
+        shutil.rmtree(Path(args.output) / "clinic", ignore_errors=True)
+        write_generic_corpus(Path(args.output) / "clinic", seed=args.seed)
     manifest = load_manifest(args.output)
     size = sum(path.stat().st_size for path in Path(args.output).rglob("*") if path.is_file())
     print(f"wrote the sample corpus to {args.output} in {time.time() - start:.1f} s ({size / 1e6:.1f} MB)")
@@ -31,6 +37,10 @@ def _sample_corpus(args: argparse.Namespace) -> int:
         single = {name: count for name, count in counts.most_common() if ";" not in name}
         print(f"  {corpus}: {len(segments)} segments, single-label {single}, "
               f"multi-label {sum(c for n, c in counts.items() if ';' in n)}")
+    if args.clinic:
+        rows = (Path(args.output) / "clinic" / "metadata.csv").read_text(encoding="utf-8").splitlines()[1:]
+        print(f"  clinic (generic layout, labels calm/tense/cheerful/low): {len(rows)} utterances, "
+              f"{sum(1 for row in rows if ',,' in row)} without a transcript; learn it as clinic={args.output}/clinic")
     print("  generated test/demo data: never a stand-in for results on the real corpora")
     return 0
 
@@ -135,12 +145,16 @@ def _predict(args: argparse.Namespace) -> int:
 def format_matrix(results: dict) -> str:
     """The score matrices of one run as text: rows = after training task i, columns = scored on task j."""
     order = results["order"]
-    lines = [f"{results['strategy']} fold {results['fold']} {' -> '.join(order)}"]
+    lines = [f"{results['strategy']} fold {results['fold']} {' -> '.join(order)}"
+             + (f" ({results['scenario']})" if results.get("scenario") else "")]
+    for item in results.get("received") or []:
+        lines.append(f"  received without data: {item['task']} from {item['source']} (frozen; not scored here)")
     for metric in ("weighted_f1", "macro_f1", "uar"):
-        lines.append(f"  {metric:<12}" + "".join(f"{task:>10}" for task in order))
+        width = max(10, *(len(task) + 2 for task in order))
+        lines.append(f"  {metric:<{width + 6}}" + "".join(f"{task:>{width}}" for task in order))
         for task, row in zip(order, results["matrix"][metric]):
-            cells = "".join(f"{value:>10.3f}" if value is not None else f"{'-':>10}" for value in row)
-            lines.append(f"  after {task:<6}" + cells)
+            cells = "".join(f"{value:>{width}.3f}" if value is not None else f"{'-':>{width}}" for value in row)
+            lines.append(f"  after {task:<{width}}" + cells)
         summary = results["summary"][metric]
         lines.append("  " + ", ".join(f"{key} {value:.3f}" for key, value in summary.items() if value is not None))
     return "\n".join(lines)
@@ -159,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--sessions", type=int, default=10, help="sessions per corpus (at least 5)")
     sample.add_argument("--overwrite", action="store_true", help="replace a sample corpus written earlier")
+    sample.add_argument("--clinic", action="store_true",
+                        help="also write clinic/, a third corpus in the generic layout (metadata.csv, 4 labels)")
     sample.set_defaults(func=_sample_corpus)
 
     inspect = commands.add_parser("inspect", help="load corpora through the loading scripts and summarise them")
@@ -204,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--wav", help="one wav file")
     source.add_argument("--folder", help="every .wav under a folder (transcripts from the .txt beside each)")
     source.add_argument("--manifest", help="CSV with columns audio[,text,id,task], paths relative to it")
-    predict.add_argument("--text", default=None, help="transcript of --wav (default: the .txt beside it)")
+    predict.add_argument("--text", default=None,
+                         help="transcript of --wav (default: the .txt beside it; without one, speech only)")
     predict.add_argument("--use-task", default=None, help="use this task's adapters for every utterance (no routing)")
     predict.add_argument("--output", default=None, help="JSON lines file (default: standard output)")
     predict.add_argument("--text-model", default=None, help="override the text checkpoint the tasks record")

@@ -73,11 +73,11 @@ def load_audio(audio, sampling_rate: int | None = None, name: str = "audio") -> 
     return mono
 
 
-def transcript_beside(wav: str | Path) -> str:
-    """The cleaned transcript in the `.txt` beside a wav file (UTF-8 or cp949, as in KEMDy)."""
+def transcript_beside(wav: str | Path) -> str | None:
+    """The cleaned transcript in the `.txt` beside a wav file (UTF-8 or cp949, as in KEMDy); None without one."""
     path = Path(wav).with_suffix(".txt")
     if not path.is_file():
-        raise InputError(f"{wav}: no text given and no transcript {path.name} beside it")
+        return None
     try:
         raw, _ = read_transcript(path, TRANSCRIPT_ENCODINGS)
     except ValueError as error:
@@ -104,10 +104,13 @@ class Prediction:
     routed: bool
     routing: dict[str, float] | None
     seconds: float
+    transcript: str = "given"
+    """Where the transcript came from: `given`, `file` (the .txt beside the wav) or `none` (speech only)."""
 
     def to_dict(self) -> dict:
         return {"emotion": self.emotion, "probabilities": self.probabilities, "task": self.task,
-                "routed": self.routed, "routing": self.routing, "seconds": round(self.seconds, 4)}
+                "routed": self.routed, "routing": self.routing, "transcript": self.transcript,
+                "seconds": round(self.seconds, 4)}
 
 
 class EmotionRecognizer:
@@ -188,28 +191,33 @@ class EmotionRecognizer:
         return cls(model, processor, router)
 
     # ------------------------------------------------------------------------------------------- inference
-    def _inputs(self, audio, text: str | None, sampling_rate: int | None, name: str) -> dict:
+    def _inputs(self, audio, text: str | None, sampling_rate: int | None, name: str) -> tuple[dict, str]:
+        """The model inputs of one utterance and where its transcript came from: `given`, `file` (the .txt
+        beside the wav, used when no text or only blanks are given) or `none` (speech only)."""
         waveform = load_audio(audio, sampling_rate, name=name)
-        if text is None:
-            if not isinstance(audio, (str, Path)):
-                raise InputError(f"{name}: no text given")
-            text = transcript_beside(audio)
-        if not isinstance(text, str) or not text.strip():
-            raise InputError(f"{name}: empty transcript")
-        row = self.processor({"text": [text], "audio": [{"array": waveform}], "label": [0]})
+        if text is not None and not isinstance(text, str):
+            raise InputError(f"{name}: text must be a string, got {type(text).__name__}")
+        source = "given"
+        if text is None or not text.strip():
+            text = transcript_beside(audio) if isinstance(audio, (str, Path)) else None
+            source = "file" if text and text.strip() else "none"
+        row = self.processor({"text": [text if source != "none" else ""], "audio": [{"array": waveform}],
+                              "label": [0]})
         features = [{key: row[key][0] for key in row if key not in ("labels", "length")}]
         batch = self.collator(features)
-        return {key: value.to(self.model.device) for key, value in batch.items()}
+        return {key: value.to(self.model.device) for key, value in batch.items()}, source
 
     @torch.no_grad()
     def __call__(self, audio, text: str | None = None, task: str | None = None,
                  sampling_rate: int | None = None) -> dict:
         """Classifies one utterance: `audio` is a wav path or an array (then give `sampling_rate`); `text` its
-        transcript (default: the `.txt` beside the wav). `task` picks the adapters; without it, a one-task model
-        uses its task and a multi-task model routes. Returns emotion, probabilities, task, routing, seconds."""
+        transcript. Without a text (None, empty or blank) the `.txt` beside the wav is used if there is one, and
+        otherwise the utterance is classified from speech alone (a zero text vector; a speech-only task ignores
+        text always). `task` picks the adapters; without it, a one-task model uses its task and a multi-task
+        model routes. Returns emotion, probabilities, task, routing, where the transcript came from, seconds."""
         started = time.perf_counter()
         name = str(audio) if isinstance(audio, (str, Path)) else "audio"
-        batch = self._inputs(audio, text, sampling_rate, name)
+        batch, transcript = self._inputs(audio, text, sampling_rate, name)
         routing = None
         if task is not None:
             if task not in self.model.tasks:
@@ -230,6 +238,7 @@ class EmotionRecognizer:
             emotion=labels[int(np.argmax(probabilities))],
             probabilities={label: round(p, 6) for label, p in zip(labels, probabilities)},
             task=chosen, routed=routed, routing=routing, seconds=time.perf_counter() - started,
+            transcript=transcript,
         ).to_dict()
 
     def predict_many(self, items, task: str | None = None):
@@ -275,6 +284,6 @@ def items_from(wav=None, text: str | None = None, folder=None, manifest=None) ->
         path = Path(audio) if Path(audio).is_absolute() else manifest.parent / audio
         items.append({"id": (row.get("id") or "").strip() or f"{manifest.name}:{line}",
                       "audio": str(path) if audio else f"{manifest.name}:{line} (no audio path)",
-                      "text": row.get("text") or None,  # an empty cell: the .txt beside the wav
+                      "text": row.get("text") or None,  # an empty cell: the .txt beside the wav, or none
                       "task": (row.get("task") or "").strip() or None})
     return items

@@ -45,12 +45,13 @@ def score_agnostic(model, statistics: dict[str, dict], tests: dict, collator, ba
     model.eval()
     for task, test in tests.items():
         for batch in model_batches(test, collator, batch_size, model.device):
+            references = batch.pop("labels")  # each head has its own label set: no loss here
             for kind in KINDS:
                 features[kind].append(routing_features(model, batch, kind))
             for head in tasks:
                 logits[head].append(model(**batch, task=head).logits.float().cpu())
-            labels.append(batch["labels"].cpu())
-            truth += [task] * len(batch["labels"])
+            labels.append(references.cpu())
+            truth += [task] * len(references)
     logits = {task: torch.cat(values).numpy() for task, values in logits.items()}
     labels = torch.cat(labels).numpy()
     routes = {kind: [tasks[i] for i in router.scores(torch.cat(features[kind])).argmax(-1).tolist()]

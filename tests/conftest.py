@@ -64,3 +64,21 @@ def prepared_data(tiny_checkpoints, sample_corpus, hf_cache):
     processor = MultimodalProcessor.from_checkpoints(*tiny_checkpoints, max_speech_seconds=2)
     return {task: load_task_splits(task, sample_corpus, 0, processor, cache_dir=hf_cache)
             for task in ("kemdy19", "kemdy20")}
+
+
+@pytest.fixture(scope="session")
+def clinic_corpus(tmp_path_factory):
+    """A third corpus in the generic layout (metadata.csv, 4 labels, a fifth untranscribed), written once."""
+    from kemdy_adapters.sample_corpus import write_generic_corpus
+
+    return write_generic_corpus(tmp_path_factory.mktemp("clinic") / "clinic", utterances=10)
+
+
+@pytest.fixture(scope="session")
+def prepared_clinic(tiny_checkpoints, clinic_corpus, hf_cache):
+    """Fold 0 of the generic corpus as the task `clinic`, prepared once."""
+    from kemdy_adapters.data import MultimodalProcessor, load_task_splits
+    from kemdy_adapters.tasks import TaskSpec
+
+    processor = MultimodalProcessor.from_checkpoints(*tiny_checkpoints, max_speech_seconds=2)
+    return load_task_splits(TaskSpec.from_folder("clinic", clinic_corpus), None, 0, processor, cache_dir=hf_cache)

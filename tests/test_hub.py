@@ -234,19 +234,20 @@ def test_predict_manifest_writes_json_lines_and_per_item_errors(pushed, inputs, 
     assert len(records) == 11
     labels = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
     good = [record for record in records.values() if "error" not in record]
-    assert len(good) == 6
+    assert len(good) == 8
     for record in good:
         assert list(record["probabilities"]) == labels and sum(record["probabilities"].values()) == pytest.approx(1,
                                                                                                                 abs=1e-4)
         assert record["emotion"] == max(record["probabilities"], key=record["probabilities"].get)
         assert record["task"] == "kemdy19" and record["routed"] is False and record["seconds"] > 0
     assert records["utt_16000_1ch"]["emotion"] == records["utt_44100_1ch"]["emotion"]
-    assert "empty transcript" in records["empty_text"]["error"]
+    # A blank text cell reads the .txt beside the wav; with none there, the utterance is classified from speech.
+    assert records["empty_text"]["transcript"] == "file" and records["no_transcript"]["transcript"] == "none"
+    assert records["utt_16000_1ch"]["transcript"] == "given"
     assert "silent" in records["silent"]["error"] and "too short" in records["short"]["error"]
     assert "broken.wav: unreadable audio" in records["broken"]["error"]
-    assert "no transcript utt_8000_1ch.txt" in records["no_transcript"]["error"]
     err = capsys.readouterr().err
-    assert "6 of 11 utterances classified (5 errors)" in err
+    assert "8 of 11 utterances classified (3 errors)" in err
 
 
 def test_predict_one_wav_with_the_transcript_beside_it(pushed, inputs, capsys):

@@ -1,0 +1,137 @@
+"""Sequences of any length and label sets, online EWC over three tasks, and continuing from received tasks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import continual_arguments
+
+from kemdy_adapters.benchmark import Benchmark, parse_benchmark_arguments
+from kemdy_adapters.continual import ContinualRun
+from kemdy_adapters.data import MultimodalCollator, MultimodalProcessor, model_batches
+from kemdy_adapters.ewc import EWCState
+from kemdy_adapters.export import TaskExportError
+from kemdy_adapters.metrics import METRICS
+from kemdy_adapters.modeling import MultimodalEmotionModel
+
+ORDERS = ["kemdy19,kemdy20,clinic", "clinic,kemdy20,kemdy19"]
+
+
+@pytest.fixture(scope="module")
+def three_tasks(tiny_checkpoints, sample_corpus, clinic_corpus, hf_cache, tmp_path_factory):
+    output = tmp_path_factory.mktemp("three")
+    text, speech = tiny_checkpoints
+    parsed = parse_benchmark_arguments([
+        "--output_dir", str(output), "--data_dir", str(sample_corpus), "--text_model", text, "--speech_model",
+        speech, "--strategies", "adapter", "finetune", "ewc", "--folds", "0", "--orders", ORDERS[0],
+        ORDERS[1].replace("clinic", f"clinic={clinic_corpus}", 1), "--num_train_epochs", "1", "--learning_rate",
+        "5e-3", "--projector_size", "16", "--max_speech_seconds", "2", "--dataset_cache_dir", hf_cache,
+        "--fisher_samples", "16", "--fisher_batch_size", "4", "--ewc_gamma", "0.5", "--disable_tqdm", "true"])
+    return output, Benchmark(*parsed).run()
+
+
+def test_three_task_matrices(three_tasks):
+    output, results = three_tasks
+    assert results["tasks"] == ["clinic", "kemdy19", "kemdy20"] and results["progress"]["finished"] == 6
+    assert results["labels"]["clinic"] == ["calm", "tense", "cheerful", "low"]
+    for name, strategy in results["strategies"].items():
+        assert len(strategy["folds"]) == 2
+        for cell in strategy["folds"]:
+            for metric in METRICS:
+                matrix = cell["matrix"][metric]
+                assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
+                for i in range(3):
+                    for j in range(3):
+                        # Label sets differ, so every strategy keeps a head per task: nothing before its task.
+                        assert (matrix[i][j] is None) == (j > i), (name, metric, i, j)
+                if name == "adapter":  # every earlier task's entries stay exactly equal
+                    assert all(matrix[i][j] == matrix[j][j] for j in range(3) for i in range(j, 3)), metric
+        assert strategy["scenario"].startswith("task-incremental")
+    assert results["strategies"]["adapter"]["forgetting"]["macro_f1"] == 0.0
+    assert set(results["strategy_records"]) == {"adapter", "finetune", "ewc"}
+
+
+def test_three_task_report_routing_and_online_ewc(three_tasks):
+    output, results = three_tasks
+    report = (output / "results.md").read_text()
+    assert "## Strategies and scenarios" in report and "CLINIC 4 classes (calm, tense, cheerful, low)" in report
+    for task in ("CLINIC", "KEMDY19", "KEMDY20"):
+        assert f"| {task} |" in report
+    figures = {path.name for path in (output / "figures").iterdir()}
+    assert {"matrix_adapter.png", "confusion_adapter.png", "forgetting.png"} <= figures
+    agnostic = results["strategies"]["adapter"]["task_agnostic"]
+    assert agnostic["routing_accuracy"]["shallow"]["mean"] > 0.6  # three tasks: chance is 1/3
+    cell = output / "runs" / "ewc" / "fold0" / "kemdy19-kemdy20-clinic"
+    first, second = EWCState.load(cell / "kemdy19" / "ewc"), EWCState.load(cell / "kemdy20" / "ewc")
+    assert first.tasks == ["kemdy19"] and second.tasks == ["kemdy19", "kemdy20"]
+    assert set(second.samples) == {"kemdy19", "kemdy20"}
+    shared = [name for name in first.fisher if name.startswith("text_encoder.") and name in second.fisher]
+    assert shared and any(not torch.equal(second.fisher[name], 0.5 * first.fisher[name]) for name in shared)
+    assert not (cell / "clinic" / "ewc").exists()  # nothing to consolidate after the last task
+
+
+def run(tiny_checkpoints, sample_corpus, data, output, *extra):
+    model_args, data_args, args = continual_arguments(tiny_checkpoints, sample_corpus, output, *extra)
+    return ContinualRun(model_args, data_args, args, data=data).run()
+
+
+@pytest.fixture(scope="module")
+def sender(tiny_checkpoints, sample_corpus, prepared_data, tmp_path_factory):
+    """Institution A: learns kemdy19 alone."""
+    output = tmp_path_factory.mktemp("sender")
+    results = run(tiny_checkpoints, sample_corpus, {"kemdy19": prepared_data["kemdy19"]}, output, "--tasks",
+                  "kemdy19", "--strategy", "adapter")
+    return output / "kemdy19" / "export", results
+
+
+def test_continue_from_a_received_task(sender, tiny_checkpoints, sample_corpus, prepared_data, prepared_clinic,
+                                       clinic_corpus, tmp_path):
+    export, _ = sender
+    data = {"kemdy20": prepared_data["kemdy20"], "clinic": prepared_clinic}
+    results = run(tiny_checkpoints, sample_corpus, data, tmp_path, "--tasks", "kemdy20", f"clinic={clinic_corpus}",
+                  "--strategy",
+                  "adapter", "--from_tasks", str(export))
+    assert results["order"] == ["kemdy20", "clinic"]
+    assert len(results["matrix"]["macro_f1"]) == 2  # rows and columns only for this run's own tasks
+    assert [item["task"] for item in results["received"]] == ["kemdy19"]
+    assert json.loads((tmp_path / "run.json").read_text())["received"][0]["source"] == str(export)
+    agnostic = results["task_agnostic"]
+    assert agnostic["tasks"] == ["kemdy19", "kemdy20", "clinic"]  # the received task is routed among
+    assert set(agnostic["routed_to"]) == {"kemdy20", "clinic"}
+    assert sorted(p.name for p in (tmp_path / "clinic" / "export").iterdir()) == [
+        "model.safetensors", "routing.safetensors", "task_config.json"]
+    assert json.loads((tmp_path / "clinic" / "export" / "task_config.json").read_text())["labels"] == [
+        "calm", "tense", "cheerful", "low"]
+
+    # The received task's logits in the receiver's final model are bit-identical to the sender's.
+    text, speech = tiny_checkpoints
+    alone = MultimodalEmotionModel.from_encoders(text, speech, projector_size=16)
+    alone.load_task(export)
+    together = MultimodalEmotionModel.from_encoders(text, speech, projector_size=16)
+    for folder in (export, tmp_path / "kemdy20" / "export", tmp_path / "clinic" / "export"):
+        together.load_task(folder)
+    processor = MultimodalProcessor.from_checkpoints(text, speech, max_speech_seconds=2)
+    alone.eval(), together.eval()
+    with torch.no_grad():
+        for inputs in model_batches(prepared_data["kemdy19"]["test"], MultimodalCollator(processor.tokenizer), 8,
+                                    "cpu"):
+            assert torch.equal(alone(**inputs, task="kemdy19").logits, together(**inputs, task="kemdy19").logits)
+
+
+def test_received_tasks_that_do_not_fit_fail_before_training(sender, tiny_checkpoints, sample_corpus,
+                                                               prepared_data, tmp_path):
+    export, _ = sender
+    data = {"kemdy20": prepared_data["kemdy20"]}
+    with pytest.raises(TaskExportError, match="adapter_reduction_factor: task has 12, model has 4"):
+        run(tiny_checkpoints, sample_corpus, data, tmp_path / "a", "--tasks", "kemdy20", "--from_tasks",
+            str(export), "--adapter_reduction_factor", "4")
+    with pytest.raises(TaskExportError, match="other base weights"):
+        run(tiny_checkpoints, sample_corpus, data, tmp_path / "b", "--tasks", "kemdy20", "--from_tasks",
+            str(export), "--strategy", "adapter_wo_pretrain")
+    with pytest.raises(ValueError, match="received task 'kemdy19' is also a task of this run"):
+        run(tiny_checkpoints, sample_corpus, {**data, "kemdy19": prepared_data["kemdy19"]}, tmp_path / "c",
+            "--tasks", "kemdy19", "kemdy20", "--from_tasks", str(export))
+    assert not (tmp_path / "a" / "kemdy20" / "checkpoints").exists()
+    assert not (tmp_path / "b" / "kemdy20" / "checkpoints").exists()
