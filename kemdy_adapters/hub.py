@@ -265,6 +265,30 @@ def resolve_task(location, revision: str | None = None, cache_dir=None, token: s
     return Path(folder)
 
 
+def add_to_cache(folder, repo_id: str, cache_dir, commit: str | None = None) -> Path:
+    """Places a prepared task folder in a Hugging Face cache as `repo_id` (`models--owner--name/refs/main` ->
+    `snapshots/<commit>/`), as a download would leave it; returns the snapshot folder. For machines without Hub
+    access (tests, the walk-through in examples/): `resolve_task(repo_id, cache_dir=...)` then finds it offline."""
+    import hashlib
+
+    if not REPO_ID_RE.match(repo_id):
+        raise ValueError(f"{repo_id!r} is not a Hub repo id (owner/name)")
+    folder = Path(folder)
+    if commit is None:  # a stand-in revision: the digest of the files, so the same folder gets the same one
+        digest = hashlib.sha1()
+        for path in sorted(folder.iterdir()):
+            digest.update(path.name.encode() + path.read_bytes())
+        commit = digest.hexdigest()
+    storage = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
+    snapshot = storage / "snapshots" / commit
+    if snapshot.exists():
+        shutil.rmtree(snapshot)
+    shutil.copytree(folder, snapshot)
+    (storage / "refs").mkdir(parents=True, exist_ok=True)
+    (storage / "refs" / "main").write_text(commit)
+    return snapshot
+
+
 def describe_folder(files: list[Path]) -> str:
     size = sum(path.stat().st_size for path in files)
     lines = [f"  {path.name:<22} {path.stat().st_size / 1e6:8.3f} MB" for path in files]

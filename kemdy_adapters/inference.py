@@ -241,6 +241,17 @@ class EmotionRecognizer:
             transcript=transcript,
         ).to_dict()
 
+    @torch.no_grad()
+    def logits(self, audio, text: str | None = None, task: str | None = None,
+               sampling_rate: int | None = None) -> torch.Tensor:
+        """The raw logits (num_labels,) of one utterance under `task`'s adapters and head (inputs as `__call__`;
+        a one-task model's task by default). For checks such as: a received task scores exactly as its sender's."""
+        task = task or (self.model.tasks[0] if len(self.model.tasks) == 1 else None)
+        if task not in self.model.tasks:
+            raise InputError(f"give one of the loaded tasks {self.model.tasks}, got {task!r}")
+        batch, _ = self._inputs(audio, text, sampling_rate, str(audio) if isinstance(audio, (str, Path)) else "audio")
+        return self.model(**batch, task=task).logits[0].float()
+
     def predict_many(self, items, task: str | None = None):
         """Yields one record per item (`{"id", "audio", "text", "task"}` dicts): the prediction, or the error."""
         for item in items:

@@ -17,7 +17,7 @@ from kemdy_adapters.benchmark import Benchmark, parse_benchmark_arguments
 from kemdy_adapters.cli import main
 from kemdy_adapters.data import MultimodalCollator, MultimodalProcessor, load_task_splits, model_batches
 from kemdy_adapters.export import TaskExportError
-from kemdy_adapters.hub import card_yaml, resolve_task
+from kemdy_adapters.hub import add_to_cache, card_yaml, resolve_task
 from kemdy_adapters.inference import EmotionRecognizer, InputError, load_audio
 from kemdy_adapters.metrics import classification_scores
 from kemdy_adapters.modeling import MultimodalEmotionModel
@@ -123,11 +123,9 @@ def test_push_uploads_exactly_the_prepared_folder_privately(pushed, monkeypatch,
 
 def hub_cache(tmp_path, folder, repo_id: str = REPO):
     """The Hugging Face cache layout (refs/main -> snapshots/<commit>/files) holding `folder` as `repo_id`."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    storage = tmp_path / "hub" / ("models--" + repo_id.replace("/", "--"))
-    shutil.copytree(folder, storage / "snapshots" / commit)
-    (storage / "refs").mkdir(parents=True)
-    (storage / "refs" / "main").write_text(commit)
+    snapshot = add_to_cache(folder, repo_id, tmp_path / "hub", commit="0123456789abcdef0123456789abcdef01234567")
+    assert (tmp_path / "hub" / ("models--" + repo_id.replace("/", "--")) / "refs" / "main").read_text() == \
+        snapshot.name
     return tmp_path / "hub"
 
 
