@@ -17,7 +17,9 @@ Hub access, replace that step by `kemdy-adapters push ... ` (without --dry-run) 
 
 Everything runs through the `kemdy-adapters` command line; the script checks what the workflow promises and
 writes `summary.json`: every step's exit code and files, that each received task's logits are bit-identical to
-its sender's, routing accuracy over the three tasks, and the bytes shared per task. Exit code 0 when every check
+its sender's, the chain's 3 x 3 score matrix (row i: the model holding the tasks published up to institution i,
+scored on every corpus's test utterances with the task id given; earlier entries must not move), routing
+accuracy over the three tasks, and the bytes shared per task. Exit code 0 when every check
 holds. `--scale tiny` (the test) uses tiny random encoders and 2 epochs; `demo` the demo's pretrained encoders.
 """
 
@@ -153,6 +155,33 @@ class Workflow:
             row["prediction"] = predictions[row["id"]]
         return rows
 
+    def score_chain(self, rows: list[dict]) -> dict:
+        """The chain's score matrix: R[i][j] is the score on corpus j's test utterances (task id given) of the
+        model that holds the tasks published up to institution i. Received tasks are frozen, so R[i][j] must
+        equal R[j][j] exactly."""
+        from kemdy_adapters.inference import EmotionRecognizer
+        from kemdy_adapters.metrics import METRICS, classification_scores
+
+        tasks = list(REPOS)
+        matrix = {metric: [] for metric in METRICS}
+        for i in range(len(tasks)):
+            recognizer = EmotionRecognizer.from_pretrained([REPOS[task] for task in tasks[: i + 1]],
+                                                           cache_dir=self.root / "hub_cache")
+            row = {metric: [] for metric in METRICS}
+            for j, task in enumerate(tasks):
+                scores = None
+                if j <= i:
+                    mine = [item for item in rows if item["task"] == task]
+                    labels = recognizer.model.task_labels(task)
+                    predicted = [int(recognizer.logits(item["audio"], item["text"] or None, task=task).argmax())
+                                 for item in mine]
+                    scores = classification_scores(predicted, [labels.index(item["label"]) for item in mine])
+                for metric in METRICS:
+                    row[metric].append(None if scores is None else scores[metric])
+            for metric in METRICS:
+                matrix[metric].append(row[metric])
+        return {"order": tasks, "matrix": matrix}
+
     def check_received_logits(self, rows: list[dict]) -> dict:
         """Each received task scores exactly as at its sender: the sender's own export, loaded alone, against
         the served model holding all three tasks by repo id."""
@@ -210,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     correct = {task: sum(row["prediction"].get("emotion") == row["label"] for row in classified if row["task"] == task)
                / max(1, sum(row["task"] == task for row in classified)) for task in REPOS}
     identical = flow.check_received_logits(rows)
+    chain = flow.score_chain(rows)
+    kept = all(row[j] == chain["matrix"]["macro_f1"][j][j] for row in chain["matrix"]["macro_f1"]
+               for j in range(len(row)) if row[j] is not None)
     runs = {institution: json.loads((root / institution / "run" / "results.json").read_text(encoding="utf-8"))
             for institution in "abc"}
     summary = {
@@ -223,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         "score_matrices": {institution: {"order": run["order"], "macro_f1": run["matrix"]["macro_f1"]}
                            for institution, run in runs.items()},
         "received_logits_bit_identical": identical,
+        "chain_matrix": chain,
+        "chain_earlier_tasks_unchanged": kept,
         "routing_accuracy": {"overall": overall, **routing},
         "routed_accuracy_of_emotions": correct,
         "utterances": len(rows),
@@ -234,8 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     say(f"received logits bit-identical to the senders': {identical}")
     say(f"routing accuracy over 3 tasks: {overall:.3f} (chance 0.333); per task "
         + ", ".join(f"{task} {value:.3f}" for task, value in routing.items()))
+    say("score matrix along the chain (macro F1; row i: the tasks published up to institution i, task id "
+        "given; columns " + ", ".join(chain["order"]) + "):")
+    for name, row in zip("ABC", chain["matrix"]["macro_f1"]):
+        say(f"  after {name}: " + "  ".join("    -" if value is None else f"{value:.3f}" for value in row))
+    say(f"earlier tasks' scores unchanged along the chain: {kept}")
     say(f"finished in {summary['seconds']:.0f} s; summary: {root / 'summary.json'}")
-    return 0 if all(identical.values()) and not summary["errors"] else 1
+    return 0 if all(identical.values()) and kept and not summary["errors"] else 1
 
 
 if __name__ == "__main__":

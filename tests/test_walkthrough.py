@@ -29,6 +29,11 @@ def test_share_adapters_walkthrough(tmp_path):
         "a": ["kemdy19"], "b": ["kemdy20"], "c": ["clinic"]}
     assert all(len(run["macro_f1"]) == 1 for run in summary["score_matrices"].values())
     assert summary["errors"] == 0 and summary["utterances"] >= 60
+    chain = summary["chain_matrix"]["matrix"]["macro_f1"]
+    assert [[value is None for value in row] for row in chain] == [[False, True, True], [False, False, True],
+                                                                   [False, False, False]]
+    assert chain[1][0] == chain[2][0] == chain[0][0] and chain[2][1] == chain[1][1]
+    assert summary["chain_earlier_tasks_unchanged"] is True
     assert summary["routing_accuracy"]["overall"] > 0.6  # three tasks: chance is 1/3
     # B and C never saw A's corpus: nothing in their run folders points at it.
     for institution in ("b", "c"):
