@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .corpus import CORPORA
 from .export import TASK_CONFIG, TASK_WEIGHTS, TaskExportError, read_task_config
 from .layout import BenchmarkLayout, RunLayout
 from .routing import ROUTING_FILE
@@ -106,19 +107,43 @@ def _looks_like_hub_id(checkpoint: str | None) -> bool:
     return bool(checkpoint) and bool(REPO_ID_RE.match(checkpoint)) and not Path(checkpoint).exists()
 
 
+KEMDY_DATA_NOTE = ("The data itself is **never** in this repository and must never be uploaded anywhere: ETRI's "
+                   "licence allows research use and forbids redistribution.")
+GENERIC_DATA_NOTE = ("The data itself is **not** in this repository: the conversations stay with the institution "
+                     "that trained the task.")
+KEMDY_LIMITATIONS = (
+    "{balance} Weighted F1 rewards the majority class; read macro F1 and UAR beside it.",
+    "Acted or scripted Korean conversations recorded in one setting: scores on other speakers, microphones, "
+    "languages or spontaneous speech will be lower. Not a clinical or hiring tool.",
+    "Emotion labels are the raters' majority vote; segments where raters tied are excluded from training.",
+    "The weights were trained on KEMDy data: check ETRI's licence terms before using them outside research.",
+)
+METHOD_CITATION = """\
+N. Houlsby et al., "Parameter-Efficient Transfer Learning for NLP", ICML 2019 (the adapters); W. Lee,
+github.com/WoongheeLee/continual_erc_etri (per-task adapters for continual multimodal emotion recognition).
+Cite the corpus as its owner asks."""
+GENERIC_LIMITATIONS = (
+    "Scores hold for the held-out speakers or sessions of the corpus it was trained on; other speakers, "
+    "microphones, languages or settings will score lower. Weighted F1 rewards the majority class; read macro F1 "
+    "and UAR beside it. Not a clinical or hiring tool on its own.",
+    "The weights were trained on data whose terms only its owner knows: ask before using them elsewhere.",
+)
+
+
 def card_metadata(config: dict, source: TaskSource, repo_id: str) -> dict:
     """The model card's YAML metadata (Hub conventions: tags, base models, datasets, model-index results)."""
     base = config["base"]
+    kemdy = config["task"] in CORPORA
     metadata = {
         "library_name": "kemdy-adapters",
-        "language": ["ko"],
+        **({"language": ["ko"]} if kemdy else {}),
         "license": "other",
-        "license_name": "kemdy-derived",
-        "license_link": "https://nanum.etri.re.kr/share/kjnoh/KEMDy20?lang=En_us",
+        "license_name": "kemdy-derived" if kemdy else "data-owner-terms",
+        **({"license_link": "https://nanum.etri.re.kr/share/kjnoh/KEMDy20?lang=En_us"} if kemdy else {}),
         "pipeline_tag": "audio-classification",
         "tags": ["adapter-transformers", "adapters", "kemdy-adapters", "emotion-recognition", "multimodal",
                  "speech", "continual-learning", config["task"]],
-        "datasets": [config["task"]],
+        **({"datasets": [config["task"]]} if kemdy else {}),
     }
     bases = [checkpoint for checkpoint in (base["text_checkpoint"], base["speech_checkpoint"])
              if _looks_like_hub_id(checkpoint)]
@@ -150,6 +175,10 @@ def render_model_card(config: dict, source: TaskSource, repo_id: str, parameters
     from .report import format_score
 
     corpus = DATASET_CARD_VALUES.get(config["task"], {})
+    kemdy = config["task"] in CORPORA
+    balance = "Label distribution: " + corpus.get("balance_note", "see the dataset card.")
+    limitations = "\n".join(f"- {line}" for line in (KEMDY_LIMITATIONS if kemdy else GENERIC_LIMITATIONS)
+                            ).replace("{balance}", balance)
     base = config["base"]
     if config["adapter_method"] == "lora":
         adapters = f"LoRA (r={config['lora_r']}, alpha={config['lora_alpha']})"
@@ -188,12 +217,17 @@ def render_model_card(config: dict, source: TaskSource, repo_id: str, parameters
         "speech_shape": _shape_text(base["speech"]),
         "checkpoint_note": checkpoint_note,
         "repo_id": repo_id,
-        "corpus_summary": corpus.get("summary", f"Trained on {config['task']}."),
+        "corpus_summary": corpus.get("summary", (
+            f"Trained on `{config['task']}`, a corpus in the generic task layout (audio with a metadata file) that "
+            f"kemdy-adapters does not know; {len(config['labels'])} labels. Ask its owner what it holds.")),
+        "data_note": KEMDY_DATA_NOTE if kemdy else GENERIC_DATA_NOTE,
+        "limitations": limitations,
+        "modality_note": ("This task was learned **without transcripts**: its head ignores any text passed with "
+                          "the audio." if config.get("modalities", ["speech", "text"]) == ["speech"] else ""),
         "protocol": source.protocol,
         "scores_table": table,
         "agnostic": agnostic,
-        "balance_note": "Label distribution: " + corpus.get("balance_note", "see the dataset card."),
-        "citation": KEMDY_CITATION,
+        "citation": KEMDY_CITATION if kemdy else METHOD_CITATION,
     }
     return render_template("model_card.md", values)
 

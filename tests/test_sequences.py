@@ -25,16 +25,17 @@ def three_tasks(tiny_checkpoints, sample_corpus, clinic_corpus, hf_cache, tmp_pa
     text, speech = tiny_checkpoints
     parsed = parse_benchmark_arguments([
         "--output_dir", str(output), "--data_dir", str(sample_corpus), "--text_model", text, "--speech_model",
-        speech, "--strategies", "adapter", "finetune", "ewc", "--folds", "0", "--orders", ORDERS[0],
-        ORDERS[1].replace("clinic", f"clinic={clinic_corpus}", 1), "--num_train_epochs", "1", "--learning_rate",
-        "5e-3", "--projector_size", "16", "--max_speech_seconds", "2", "--dataset_cache_dir", hf_cache,
-        "--fisher_samples", "16", "--fisher_batch_size", "4", "--ewc_gamma", "0.5", "--disable_tqdm", "true"])
+        speech, "--strategies", "adapter", "adapter_wo_pretrain", "finetune", "ewc", "--folds", "0", "--orders",
+        ORDERS[0], ORDERS[1].replace("clinic", f"clinic={clinic_corpus}", 1), "--num_train_epochs", "1",
+        "--learning_rate", "5e-3", "--projector_size", "16", "--max_speech_seconds", "2", "--dataset_cache_dir",
+        hf_cache, "--fisher_samples", "16", "--fisher_batch_size", "4", "--ewc_gamma", "0.5", "--disable_tqdm",
+        "true"])
     return output, Benchmark(*parsed).run()
 
 
 def test_three_task_matrices(three_tasks):
     output, results = three_tasks
-    assert results["tasks"] == ["clinic", "kemdy19", "kemdy20"] and results["progress"]["finished"] == 6
+    assert results["tasks"] == ["clinic", "kemdy19", "kemdy20"] and results["progress"]["finished"] == 8
     assert results["labels"]["clinic"] == ["calm", "tense", "cheerful", "low"]
     for name, strategy in results["strategies"].items():
         assert len(strategy["folds"]) == 2
@@ -46,11 +47,11 @@ def test_three_task_matrices(three_tasks):
                     for j in range(3):
                         # Label sets differ, so every strategy keeps a head per task: nothing before its task.
                         assert (matrix[i][j] is None) == (j > i), (name, metric, i, j)
-                if name == "adapter":  # every earlier task's entries stay exactly equal
+                if name.startswith("adapter"):  # every earlier task's entries stay exactly equal
                     assert all(matrix[i][j] == matrix[j][j] for j in range(3) for i in range(j, 3)), metric
         assert strategy["scenario"].startswith("task-incremental")
     assert results["strategies"]["adapter"]["forgetting"]["macro_f1"] == 0.0
-    assert set(results["strategy_records"]) == {"adapter", "finetune", "ewc"}
+    assert set(results["strategy_records"]) == {"adapter", "adapter_wo_pretrain", "finetune", "ewc"}
 
 
 def test_three_task_report_routing_and_online_ewc(three_tasks):
@@ -70,6 +71,23 @@ def test_three_task_report_routing_and_online_ewc(three_tasks):
     shared = [name for name in first.fisher if name.startswith("text_encoder.") and name in second.fisher]
     assert shared and any(not torch.equal(second.fisher[name], 0.5 * first.fisher[name]) for name in shared)
     assert not (cell / "clinic" / "ewc").exists()  # nothing to consolidate after the last task
+
+
+def test_model_card_of_a_generic_task(three_tasks, tmp_path):
+    from kemdy_adapters.hub import card_yaml, prepare_task_folder
+
+    output, results = three_tasks
+    files = prepare_task_folder(output, "clinic", tmp_path / "push", "inst-c/clinic-adapter")
+    assert sorted(path.name for path in files) == ["README.md", "model.safetensors", "routing.safetensors",
+                                                   "task_config.json"]
+    card = (tmp_path / "push" / "README.md").read_text()
+    metadata = card_yaml(card)
+    assert "language" not in metadata and "datasets" not in metadata and metadata["license_name"] == "data-owner-terms"
+    assert "Labels, in output order: calm, tense, cheerful, low." in card and "4 labels" in card
+    assert "ETRI" not in card and "KEMDy" not in card
+    final = results["strategies"]["adapter"]["final"]["clinic>kemdy20>kemdy19"]["clinic"]["macro_f1"]["mean"]
+    assert next(m["value"] for m in metadata["model-index"][0]["results"][0]["metrics"]
+                if m["name"] == "macro F1") == round(final, 4)
 
 
 def run(tiny_checkpoints, sample_corpus, data, output, *extra):
@@ -135,3 +153,45 @@ def test_received_tasks_that_do_not_fit_fail_before_training(sender, tiny_checkp
             "--tasks", "kemdy19", "kemdy20", "--from_tasks", str(export))
     assert not (tmp_path / "a" / "kemdy20" / "checkpoints").exists()
     assert not (tmp_path / "b" / "kemdy20" / "checkpoints").exists()
+
+
+@pytest.fixture(scope="module")
+def speech_only(tiny_checkpoints, clinic_corpus, tmp_path_factory):
+    """The clinic corpus without its transcript column: a speech-only task, `calls`."""
+    import csv
+    import shutil
+
+    from kemdy_adapters.data import load_task_splits
+    from kemdy_adapters.tasks import TaskSpec
+
+    folder = shutil.copytree(clinic_corpus, tmp_path_factory.mktemp("calls") / "calls")
+    with open(folder / "metadata.csv", newline="", encoding="utf-8") as stream:
+        rows = [{key: value for key, value in row.items() if key != "text"} for row in csv.DictReader(stream)]
+    with open(folder / "metadata.csv", "w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    spec = TaskSpec.from_folder("calls", folder)
+    assert spec.modalities == ("speech",)
+    processor = MultimodalProcessor.from_checkpoints(*tiny_checkpoints, max_speech_seconds=2)
+    return folder, load_task_splits(spec, None, 0, processor)
+
+
+@pytest.mark.parametrize("strategy", ["task_a", "finetune", "ewc", "adapter", "adapter_wo_pretrain"])
+def test_a_speech_only_task_in_every_strategy(strategy, speech_only, tiny_checkpoints, sample_corpus,
+                                              prepared_data, tmp_path):
+    folder, calls = speech_only
+    results = run(tiny_checkpoints, sample_corpus, {"calls": calls, "kemdy20": prepared_data["kemdy20"]}, tmp_path,
+                  "--tasks", f"calls={folder}", "kemdy20", "--strategy", strategy, "--num_train_epochs", "1")
+    assert results["modalities"] == {"calls": ["speech"], "kemdy20": ["speech", "text"]}
+    assert results["matrix"]["macro_f1"][0][0] is not None and results["matrix"]["macro_f1"][1][1] is not None
+    if strategy != "adapter":
+        return
+    from kemdy_adapters.inference import EmotionRecognizer
+
+    recognizer = EmotionRecognizer.from_pretrained(tmp_path / "calls" / "export")
+    assert recognizer.model.task_modalities("calls") == ["speech"]
+    wav = next(folder.rglob("*.wav"))
+    first = recognizer.logits(wav, "오늘 정말 기분이 좋아요", task="calls")
+    assert torch.equal(first, recognizer.logits(wav, "화가 나 진짜", task="calls"))
+    assert torch.equal(first, recognizer.logits(wav, None, task="calls"))
