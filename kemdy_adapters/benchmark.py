@@ -24,6 +24,7 @@ import numpy as np
 from .continual import ContinualRun, load_fold, make_processor
 from .layout import BenchmarkLayout
 from .metrics import METRICS
+from .statistics import paired, summarize
 from .storage import read_json, write_json
 from .strategies import STRATEGIES, get_strategy
 from .tasks import split_task_items
@@ -62,6 +63,10 @@ class BenchmarkArguments:
         default=None,
         metadata={"help": 'per-strategy TrainingArguments as JSON, e.g. {"adapter": {"learning_rate": 1e-4}}'},
     )
+    seeds: list[int] = field(
+        default=None,
+        metadata={"help": "training seeds: every fold x order x seed is a cell (default: the one --seed; given "
+                          "seeds put the cells in runs/<strategy>/fold<k>-seed<s>/)"})
     figures: bool = field(default=True, metadata={"help": "draw the PNG figures"})
     note: str = field(default=None, metadata={"help": "a sentence printed at the top of results.md"})
 
@@ -84,6 +89,16 @@ class BenchmarkArguments:
         """The orders as lists of task names (name=path items give their name)."""
         return [split_task_items(order.split(",") if isinstance(order, str) else list(order))[0]
                 for order in self.orders]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One continual run of the benchmark: a strategy on one fold, task order and seed."""
+
+    strategy: str
+    fold: int
+    order: list[str]
+    seed: int
 
 
 def order_key(order: list[str]) -> str:
@@ -127,17 +142,22 @@ class Benchmark:
             raise ValueError(f"every order must hold the same distinct tasks, got {self.orders}")
         self.tasks = sorted(tasks)
         self.task_locations = {**args.task_locations, **bench.task_locations}
+        self.seeds = list(bench.seeds) if bench.seeds else [args.seed]
         self.cells = [
-            (strategy, fold, order)
+            Cell(strategy, fold, list(order), seed)
             for fold in bench.folds
+            for seed in self.seeds
             for strategy in bench.strategies
             for order in (self.orders if get_strategy(strategy).carries_model else self.orders[:1])
         ]
         self._processor = None
         self._data: dict[int, dict] = {}
 
-    def cell_dir(self, strategy: str, fold: int, order: list[str]) -> Path:
-        return self.layout.cell(strategy, fold, order).root
+    def cell_layout(self, cell: Cell):
+        return self.layout.cell(cell.strategy, cell.fold, cell.order, cell.seed if self.bench.seeds else None)
+
+    def cell_dir(self, strategy: str, fold: int, order: list[str], seed: int | None = None) -> Path:
+        return self.cell_layout(Cell(strategy, fold, list(order), self.seeds[0] if seed is None else seed)).root
 
     def _fold_data(self, fold: int) -> dict:
         """Each fold's prepared splits, loaded once and shared by every strategy and order. Cells run fold by
@@ -149,37 +169,45 @@ class Benchmark:
             self._data = {fold: load_fold(self.data_args, self.args, specs, fold, self._processor)}
         return self._data[fold]
 
-    def _cell_args(self, strategy: str, fold: int, order: list[str]):
+    def _cell_args(self, cell: Cell, output_dir: Path | None = None, overrides: dict | None = None):
         args = copy.deepcopy(self.args)
-        args.strategy = strategy
-        args.tasks = list(order)
+        args.strategy = cell.strategy
+        args.tasks = list(cell.order)
+        args.seed = cell.seed
         args.task_locations = dict(self.task_locations)
-        if not get_strategy(strategy).receives:
+        if not get_strategy(cell.strategy).receives:
             args.from_tasks = []  # received tasks join only the strategies that keep them untouched
-        args.output_dir = str(self.cell_dir(strategy, fold, order))
-        for key, value in self.bench.strategy_overrides.get(strategy, {}).items():
+        args.output_dir = str(output_dir or self.cell_layout(cell).root)
+        settings = {**self.bench.strategy_overrides.get(cell.strategy, {}), **(overrides or {})}
+        for key, value in settings.items():
             if not hasattr(args, key):
-                raise ValueError(f"strategy_overrides[{strategy!r}] sets unknown argument {key!r}")
+                raise ValueError(f"strategy_overrides[{cell.strategy!r}] sets unknown argument {key!r}")
             setattr(args, key, value)
         data_args = copy.deepcopy(self.data_args)
-        data_args.fold = fold
+        data_args.fold = cell.fold
         return data_args, args
+
+    def run_cell(self, cell: Cell, output_dir: Path | None = None, overrides: dict | None = None) -> dict:
+        data_args, args = self._cell_args(cell, output_dir, overrides)
+        return ContinualRun(self.model_args, data_args, args, data=self._fold_data(cell.fold),
+                            callbacks=self.callbacks).run()
 
     def run(self) -> dict:
         started, ran = time.time(), 0
         total = len(self.cells)
         self.write_report()  # valid from the start: progress 0 of N, or what an earlier invocation finished
-        for position, (strategy, fold, order) in enumerate(self.cells, start=1):
-            label = f"[{position}/{total}] {strategy} fold {fold} {'->'.join(task.upper() for task in order)}"
-            if self.layout.cell(strategy, fold, order).results.exists():
+        for position, cell in enumerate(self.cells, start=1):
+            seed = f" seed {cell.seed}" if self.bench.seeds else ""
+            label = (f"[{position}/{total}] {cell.strategy} fold {cell.fold}{seed} "
+                     f"{'->'.join(task.upper() for task in cell.order)}")
+            if self.cell_layout(cell).results.exists():
                 self._say(f"{label}: done already, skipped")
                 continue
             elapsed = time.time() - started
             remaining = total - position + 1
             estimate = f", about {_duration(elapsed / ran * remaining)} left" if ran else ""
             self._say(f"{label} (elapsed {_duration(elapsed)}{estimate})")
-            data_args, args = self._cell_args(strategy, fold, order)
-            ContinualRun(self.model_args, data_args, args, data=self._fold_data(fold), callbacks=self.callbacks).run()
+            self.run_cell(cell)
             ran += 1
             self.write_report()
         results = self.write_report(figures=self.bench.figures)
@@ -195,8 +223,8 @@ class Benchmark:
         strategies, labels, received = {}, {}, []
         for strategy in self.bench.strategies:
             cells = []
-            for _, fold, order in [cell for cell in self.cells if cell[0] == strategy]:
-                result = read_json(self.layout.cell(strategy, fold, order).results)
+            for cell in [cell for cell in self.cells if cell.strategy == strategy]:
+                result = read_json(self.cell_layout(cell).results)
                 if result is not None:
                     cells.append(result)
                     labels.update(result.get("labels", {}))
@@ -209,7 +237,9 @@ class Benchmark:
             "strategy_records": {name: asdict(get_strategy(name)) for name in self.bench.strategies},
             "labels": {task: labels[task] for task in self.tasks if task in labels},
             "received": received,
+            "seeds": self.seeds,
             "strategies": strategies,
+            "comparisons": compare_strategies(strategies),
             "progress": {"finished": sum(s["cells"] for s in strategies.values()), "total": len(self.cells)},
             "published": PUBLISHED,
             "note": self.bench.note,
@@ -240,16 +270,17 @@ class Benchmark:
         """Per strategy and task: the confusion matrix after the whole sequence in the order where the task was
         learned first (task_a: alone), summed over folds."""
         sums: dict = {}
-        for strategy, fold, order in self.cells:
-            result = read_json(self.layout.cell(strategy, fold, order).results)
+        for cell in self.cells:
+            result = read_json(self.cell_layout(cell).results)
             if result is None:
                 continue
-            alone = not get_strategy(strategy).carries_model
+            order = cell.order
+            alone = not get_strategy(cell.strategy).carries_model
             for task in order if alone else order[:1]:
                 matrix = result["confusion"][task if alone else order[-1]][task]
                 if matrix is None:
                     continue
-                key = (strategy, task)
+                key = (cell.strategy, task)
                 sums[key] = (np.array(matrix) + sums[key]) if key in sums else np.array(matrix)
         return sums
 
@@ -271,16 +302,18 @@ def aggregate_strategy(strategy: str, cells: list[dict], orders: list[list[str]]
                     value = cell["matrix"][metric][row][j]
                     if value is not None:
                         values.append(value)
-                per_task[task][metric] = _mean_std(values)
+                per_task[task][metric] = summarize(values)
         final[order_key(order)] = per_task
     summary = {
-        kind: {metric: _mean([cell["summary"][metric][kind] for cell in cells]) for metric in METRICS}
+        kind: {metric: summarize([cell["summary"][metric][kind] for cell in cells]) for metric in METRICS}
         for kind in ("bwt", "forgetting", "average")
     }
     aggregated = {
         "cells": len(cells),
         "scenario": cells[0].get("scenario"),
-        "folds": [{"fold": cell["fold"], "order": cell["order"], "matrix": cell["matrix"]} for cell in cells],
+        "folds": [{"fold": cell["fold"], "seed": cell.get("seed"), "order": cell["order"], "matrix": cell["matrix"],
+                   "average": {metric: cell["summary"][metric]["average"] for metric in METRICS}}
+                  for cell in cells],
         "final": final,
         "bwt": summary["bwt"],
         "forgetting": summary["forgetting"],
@@ -310,22 +343,46 @@ def aggregate_agnostic(cells: list[dict]) -> dict | None:
                 agnostic[metric].append(cell["task_agnostic"]["scores"][task][metric])
     return {
         "method": cells[0]["task_agnostic"]["method"],
-        "routing_accuracy": {method: _mean_std([cell["task_agnostic"]["routing_accuracy"][method]
+        "routing_accuracy": {method: summarize([cell["task_agnostic"]["routing_accuracy"][method]
                                                 for cell in cells]) for method in methods},
-        "aware": {metric: _mean_std(values) for metric, values in aware.items()},
-        "agnostic": {metric: _mean_std(values) for metric, values in agnostic.items()},
+        "aware": {metric: summarize(values) for metric, values in aware.items()},
+        "agnostic": {metric: summarize(values) for metric, values in agnostic.items()},
     }
 
 
-def _mean_std(values: list[float]) -> dict | None:
-    if not values:
-        return None
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
+COMPARED_METRICS = ("macro_f1", "uar", "weighted_f1")
 
 
-def _mean(values: list) -> float | None:
-    values = [value for value in values if value is not None]
-    return float(np.mean(values)) if values else None
+def compare_strategies(strategies: dict) -> list[dict]:
+    """Paired comparisons of every two strategies on the cells they share (same fold, seed and order; a
+    strategy that trains each task alone or jointly pairs with every order of its fold and seed): the final
+    average over tasks (the last row of R; task_a: every task's own score), first minus second."""
+    names = list(strategies)
+    comparisons = []
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            a, b = _cell_averages(first, strategies[first]), _cell_averages(second, strategies[second])
+            ordered = sorted({key for key in (*a, *b) if key[2] is not None}, key=str)
+            keys = ordered or sorted(set(a) & set(b), key=str)
+            matched = [(_pick(a, key), _pick(b, key)) for key in keys]
+            matched = [(x, y) for x, y in matched if x is not None and y is not None]
+            if matched:
+                comparisons.append({
+                    "first": first, "second": second, "quantity": "final average over tasks",
+                    **{metric: paired([x[metric] for x, _ in matched], [y[metric] for _, y in matched])
+                       for metric in COMPARED_METRICS}})
+    return comparisons
+
+
+def _cell_averages(name: str, data: dict) -> dict:
+    """(fold, seed, order key or None for order-free strategies) -> the cell's final averages."""
+    alone = not get_strategy(name).carries_model
+    return {(cell["fold"], cell.get("seed"), None if alone else order_key(cell["order"])): cell["average"]
+            for cell in data["folds"]}
+
+
+def _pick(cells: dict, key: tuple):
+    return cells.get(key, cells.get((key[0], key[1], None)))
 
 
 def _plain(value):

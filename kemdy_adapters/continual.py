@@ -295,14 +295,18 @@ class ContinualRun:
 
         # Persist what the next task (or a rerun) needs, then the scores, which mark the task finished.
         export_bytes = self._persist(model, index, task, head, inputs)
-        scores = score_row(trainer, model, self._scored_heads(model, task),
-                           {other: inputs[other]["test"] for other in self.order})
+        heads = self._scored_heads(model, task)
+        scores = score_row(trainer, model, heads, {other: inputs[other]["test"] for other in self.order})
+        # The same row on the validation sessions: what tuning may look at (never the test sessions).
+        validation = score_row(trainer, model, heads, {other: inputs[other]["validation"] for other in self.order},
+                               confusions=False)
         agnostic = None
         if self.strategy.adapters and index == len(self.order) - 1 and len(self.order) + len(self.received) > 1:
             agnostic = self._score_agnostic(model, inputs)
         if _is_main(self.args):
             write_json(self.layout.scores(task), {
-                "task": task, "head": head, "scores": scores, "task_agnostic": agnostic, "best_epoch": best_epoch,
+                "task": task, "head": head, "scores": scores, "validation": validation, "task_agnostic": agnostic,
+                "best_epoch": best_epoch,
                 "train_seconds": output.metrics.get("train_runtime", 0.0), "trainable_parameters": trainable,
                 "export_bytes": export_bytes, "log_history": trainer.state.log_history})
             if not self.args.keep_checkpoints:
@@ -369,20 +373,23 @@ class ContinualRun:
     # -------------------------------------------------------------------------------------------- results
     def _collect(self) -> dict:
         rows = [read_json(self.layout.scores(task)) for task in self.order]
-        matrix = {
-            metric: [[(row["scores"][other] or {}).get(metric) for other in self.order] for row in rows]
+        matrix, validation = ({
+            metric: [[((row.get(key) or {}).get(other) or {}).get(metric) for other in self.order] for row in rows]
             for metric in METRICS
-        }
+        } for key in ("scores", "validation"))
         return {
             "strategy": self.strategy.name,
             "order": self.order,
             "fold": self.data_args.fold,
+            "seed": self.args.seed,
             "labels": {task: list(labels) for task, labels in self.labels.items()},
             "modalities": {task: list(modalities) for task, modalities in self.modalities.items()},
             "scenario": self.strategy.scenario(list(self.labels.values())),
             "received": [_public(task) for task in self.received],
             "matrix": matrix,
-            "summary": {metric: matrix_summary(values) for metric, values in matrix.items()},
+            "validation_matrix": validation,
+            "summary": {metric: matrix_summary(values, sequential=self.strategy.sequential)
+                        for metric, values in matrix.items()},
             "confusion": {row["task"]: {other: (row["scores"][other] or {}).get("confusion") for other in self.order}
                           for row in rows},
             "best_epoch": {row["task"]: row["best_epoch"] for row in rows},

@@ -13,7 +13,9 @@ A run folder (one strategy on one task order and fold):
     results.json          the sequence's score matrices when every task is finished
 
 A benchmark folder:
-    results.json, results.md, figures/, runs/<strategy>/fold<k>/<task>-<task>-.../ (one run folder per cell)
+    results.json, results.md, figures/, floors/fold<k>.json (majority, chance, linear baselines),
+    tuning/ (the tuning trials and tuning.json), runs/<strategy>/fold<k>[-seed<s>]/<task>-<task>-.../ (one run
+    folder per cell)
 """
 
 from __future__ import annotations
@@ -82,5 +84,7 @@ class BenchmarkLayout:
     def figures(self) -> Path:
         return self.root / "figures"
 
-    def cell(self, strategy: str, fold: int, order: list[str]) -> RunLayout:
-        return RunLayout(self.root / "runs" / strategy / f"fold{fold}" / "-".join(order))
+    def cell(self, strategy: str, fold: int, order: list[str], seed: int | None = None) -> RunLayout:
+        """A cell's run folder; `seed` only where the benchmark ran several seeds (`fold<k>-seed<s>`)."""
+        folder = f"fold{fold}" if seed is None else f"fold{fold}-seed{seed}"
+        return RunLayout(self.root / "runs" / strategy / folder / "-".join(order))

@@ -52,11 +52,17 @@ def _defined(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def matrix_summary(matrix: list[list[float | None]]) -> dict[str, float | None]:
-    """Average after the last task, backward transfer and forgetting of a square score matrix."""
+def matrix_summary(matrix: list[list[float | None]], sequential: bool = True) -> dict[str, float | None]:
+    """Average after the last task, backward transfer and forgetting of a square score matrix.
+
+    `sequential=False` (each task trained alone, or all jointly): the average is over the diagonal, i.e. every
+    task's own score, and there is no sequence to forget along (BWT and forgetting are None)."""
     size = len(matrix)
     if size == 0 or any(len(row) != size for row in matrix):
         raise ValueError(f"the score matrix must be square, got {[len(row) for row in matrix]}")
+    if not sequential:
+        own = [matrix[j][j] for j in range(size) if _defined(matrix[j][j])]
+        return {"average": float(np.mean(own)) if own else None, "bwt": None, "forgetting": None}
     last = [value for value in matrix[-1] if _defined(value)]
     drops = [
         matrix[j][j] - matrix[-1][j] for j in range(size - 1) if _defined(matrix[j][j]) and _defined(matrix[-1][j])

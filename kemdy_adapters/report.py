@@ -14,12 +14,28 @@ TABLE_METRICS = ("weighted_f1", "macro_f1", "uar")
 
 
 def format_score(score: dict | None, missing: str = "-", folds: bool = False) -> str:
-    """`mean ± std` of a {"mean", "std", "n"} score (just the mean for one value), optionally with the count."""
+    """`mean ± std [95 % CI]` of a {"mean", "std", "n", "ci95"} score (just the mean for one value), optionally
+    with the count."""
     if not score:
         return missing
     n = score.get("n", 1)
     text = f"{score['mean']:.3f} ± {score['std']:.3f}" if n > 1 else f"{score['mean']:.3f}"
+    if score.get("ci95"):
+        low, high = score["ci95"]
+        text += f" [{low:.2f}, {high:.2f}]"
     return f"{text} ({n} fold{'s' if n > 1 else ''})" if folds else text
+
+
+def format_difference(comparison: dict | None) -> str:
+    """`+0.210 [0.15, 0.27], p = 0.004, 10 pairs` of a paired comparison."""
+    if not comparison:
+        return "-"
+    text = f"{comparison['mean_difference']:+.3f}"
+    if comparison.get("ci95"):
+        text += f" [{comparison['ci95'][0]:+.2f}, {comparison['ci95'][1]:+.2f}]"
+    p_value = comparison.get("p_wilcoxon")
+    text += f", p = {p_value:.3f}" if p_value is not None else ""
+    return text + f", {comparison['n']} pair{'s' if comparison['n'] != 1 else ''}"
 
 
 def final_score(results: dict, strategy: str, task: str, metric: str, position: int) -> dict | None:
@@ -61,8 +77,9 @@ def render_markdown(results: dict) -> str:
     lines = ["# kemdy-adapters benchmark", ""]
     if results.get("note"):
         lines += [f"> {results['note']}", ""]
-    lines += [f"Cells finished: {progress['finished']} of {progress['total']}. Scores are means ± standard "
-              "deviation over the folds run; every cell is one strategy on one fold and one task order.", ""]
+    lines += [f"Cells finished: {progress['finished']} of {progress['total']}. Every cell is one strategy on one "
+              "fold, task order and seed. Scores are means ± sample standard deviation over the cells, with the 95 % "
+              "confidence interval of the mean in brackets (Student's t; none for a single cell).", ""]
     if not strategies:
         return "\n".join(lines + ["No cell has finished yet."]) + "\n"
     lines += scenario_table(results)
@@ -84,17 +101,55 @@ def render_markdown(results: dict) -> str:
     for strategy in strategies:
         data = results["strategies"][strategy]
         values = [data["bwt"][m] for m in TABLE_METRICS] + [data["forgetting"][m] for m in TABLE_METRICS]
-        lines.append(f"| {strategy} | " + " | ".join("-" if v is None else f"{v:+.3f}" for v in values) + " |")
+        lines.append(f"| {strategy} | " + " | ".join("-" if not v else f"{v['mean']:+.3f}" for v in values) + " |")
     lines += ["", "## Cost", "", "| strategy | trainable parameters | shared bytes per task | training time |",
               "|---|---|---|---|"]
     for strategy in strategies:
         data = results["strategies"][strategy]
         lines.append(f"| {strategy} | {data['trainable_parameters']:,} | {data['export_bytes'] / 1e6:.2f} MB | "
                      f"{data['train_seconds']:.0f} s |")
-    lines += [""] + agnostic_table(results)
+    lines += [""] + comparison_table(results) + findings(results) + agnostic_table(results)
     lines += ["Figures: `figures/` (confusion matrices, forgetting chart, score-matrix heatmaps). "
               "Per-cell details: `runs/<strategy>/fold<k>/<order>/`."]
     return "\n".join(lines) + "\n"
+
+
+def comparison_table(results: dict) -> list[str]:
+    """Paired differences between strategies on the same cells (results["comparisons"])."""
+    comparisons = results.get("comparisons") or []
+    if not comparisons:
+        return []
+    lines = ["## Paired comparisons", "",
+             "First minus second strategy in the final average over tasks (the last row of R; `task_a`: each task's "
+             "own score), on the cells both ran (same fold, seed and order): mean difference [95 % CI], two-sided "
+             "Wilcoxon signed-rank p-value, number of pairs. With few pairs no p-value can be small.", "",
+             "| first vs second | " + " | ".join(METRIC_NAMES[m] for m in TABLE_METRICS) + " |",
+             "|---|" + "---|" * len(TABLE_METRICS)]
+    for item in comparisons:
+        lines.append(f"| {item['first']} vs {item['second']} | "
+                     + " | ".join(format_difference(item.get(m)) for m in TABLE_METRICS) + " |")
+    return lines + [""]
+
+
+def findings(results: dict) -> list[str]:
+    """Sentences generated from the numbers of results.json (nothing here is written by hand)."""
+    lines = []
+    for strategy, data in results["strategies"].items():
+        forgetting = data["forgetting"].get("macro_f1")
+        if not forgetting:
+            continue
+        cells = [cell for cell in data["folds"] if len(cell["order"]) > 1]
+        exact = all(row[j] == cell["matrix"]["macro_f1"][j][j] for cell in cells
+                    for row in cell["matrix"]["macro_f1"] for j in range(len(row)) if row[j] is not None)
+        if exact:
+            lines.append(f"- `{strategy}` forgot nothing: every earlier task's macro F1 stayed exactly equal in all "
+                         f"{len(cells)} cells.")
+        else:
+            interval = forgetting.get("ci95")
+            extra = f" (95 % CI {interval[0]:+.3f} to {interval[1]:+.3f})" if interval else ""
+            lines.append(f"- `{strategy}` forgetting in macro F1: {forgetting['mean']:+.3f} on average over "
+                         f"{forgetting['n']} cells{extra}.")
+    return (["## Findings (generated from results.json)", "", *lines, ""]) if lines else []
 
 
 def scenario_table(results: dict) -> list[str]:

@@ -11,9 +11,9 @@ from .metrics import classification_scores, confusion
 from .routing import DEFAULT_KIND, KINDS, Router, confidence_route, routing_features
 
 
-def score_row(trainer, model, heads: dict[str, str | None], tests: dict) -> dict:
-    """Scores on the test sessions of every task in `heads` (task -> the head that scores it, or None where the
-    task cannot be scored yet), with confusion matrices: one row of R."""
+def score_row(trainer, model, heads: dict[str, str | None], tests: dict, confusions: bool = True) -> dict:
+    """Scores on the given split (test sessions for R) of every task in `heads` (task -> the head that scores
+    it, or None where the task cannot be scored yet), with confusion matrices: one row of R."""
     scores = {}
     for task, head in heads.items():
         if head is None:
@@ -22,11 +22,9 @@ def score_row(trainer, model, heads: dict[str, str | None], tests: dict) -> dict
         model.set_active_task(head)
         output = trainer.predict(tests[task], metric_key_prefix="test")
         predictions = np.argmax(output.predictions, axis=-1)
-        scores[task] = {
-            **classification_scores(predictions, output.label_ids),
-            "confusion": confusion(predictions, output.label_ids, len(model.task_labels(head))),
-            "support": int(len(output.label_ids)),
-        }
+        scores[task] = {**classification_scores(predictions, output.label_ids), "support": int(len(output.label_ids))}
+        if confusions:
+            scores[task]["confusion"] = confusion(predictions, output.label_ids, len(model.task_labels(head)))
     return scores
 
 
