@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .baselines import FLOORS
 from .continual import ContinualRun, load_fold, make_processor
 from .layout import BenchmarkLayout
 from .metrics import METRICS
@@ -67,6 +68,10 @@ class BenchmarkArguments:
         default=None,
         metadata={"help": "training seeds: every fold x order x seed is a cell (default: the one --seed; given "
                           "seeds put the cells in runs/<strategy>/fold<k>-seed<s>/)"})
+    floors: bool = field(
+        default=True,
+        metadata={"help": "score the floors of every test set: majority class, chance, and the eGeMAPS + TF-IDF "
+                          "linear baseline (baselines.py)"})
     figures: bool = field(default=True, metadata={"help": "draw the PNG figures"})
     note: str = field(default=None, metadata={"help": "a sentence printed at the top of results.md"})
 
@@ -165,8 +170,7 @@ class Benchmark:
         if fold not in self._data:
             if self._processor is None:
                 self._processor = make_processor(self.model_args, self.data_args)
-            specs = {task: self.data_args.task_spec(task, self.task_locations) for task in self.tasks}
-            self._data = {fold: load_fold(self.data_args, self.args, specs, fold, self._processor)}
+            self._data = {fold: load_fold(self.data_args, self.args, self._specs(), fold, self._processor)}
         return self._data[fold]
 
     def _cell_args(self, cell: Cell, output_dir: Path | None = None, overrides: dict | None = None):
@@ -192,10 +196,50 @@ class Benchmark:
         return ContinualRun(self.model_args, data_args, args, data=self._fold_data(cell.fold),
                             callbacks=self.callbacks).run()
 
+    def _specs(self) -> dict:
+        return {task: self.data_args.task_spec(task, self.task_locations) for task in self.tasks}
+
+    def run_floors(self, fold: int) -> dict:
+        """The floors of every task's test set in `fold` (floors/fold<k>.json; computed once)."""
+        from .baselines import floor_scores
+        from .tasks import task_splits
+
+        path = self.layout.floors(fold)
+        if path.exists():
+            return read_json(path)
+        floors = {}
+        for task, spec in self._specs().items():
+            dataset = spec.load(cache_dir=self.data_args.dataset_cache_dir)
+            splits = task_splits(dataset, fold, n_folds=self.data_args.n_folds, fold_seed=self.data_args.fold_seed)
+            floors[task] = floor_scores(splits, len(spec.labels), self.data_args.max_speech_seconds,
+                                        where=spec.location or task, seed=fold)
+        if self.args.process_index == 0:
+            write_json(path, floors)
+        return floors
+
+    def collect_floors(self) -> dict:
+        """Per task and floor: each metric's summary over the folds whose floors are computed."""
+        per_fold = [read_json(self.layout.floors(fold)) for fold in self.bench.folds]
+        per_fold = [floors for floors in per_fold if floors]
+        result = {}
+        for task in self.tasks:
+            result[task] = {}
+            for kind in FLOORS:
+                rows = [floors[task][kind] for floors in per_fold if floors.get(task, {}).get(kind)]
+                result[task][kind] = {metric: summarize([row[metric] for row in rows]) for metric in METRICS
+                                      } if rows else None
+        return result if per_fold else {}
+
     def run(self) -> dict:
         started, ran = time.time(), 0
         total = len(self.cells)
         self.write_report()  # valid from the start: progress 0 of N, or what an earlier invocation finished
+        if self.bench.floors:
+            for fold in self.bench.folds:
+                if not self.layout.floors(fold).exists():
+                    self._say(f"floors of fold {fold}: majority class, chance, eGeMAPS + TF-IDF linear baseline")
+                    self.run_floors(fold)
+            self.write_report()
         for position, cell in enumerate(self.cells, start=1):
             seed = f" seed {cell.seed}" if self.bench.seeds else ""
             label = (f"[{position}/{total}] {cell.strategy} fold {cell.fold}{seed} "
@@ -238,6 +282,7 @@ class Benchmark:
             "labels": {task: labels[task] for task in self.tasks if task in labels},
             "received": received,
             "seeds": self.seeds,
+            "floors": self.collect_floors() if self.bench.floors else {},
             "strategies": strategies,
             "comparisons": compare_strategies(strategies),
             "progress": {"finished": sum(s["cells"] for s in strategies.values()), "total": len(self.cells)},

@@ -84,6 +84,9 @@ class BenchmarkLayout:
     def figures(self) -> Path:
         return self.root / "figures"
 
+    def floors(self, fold: int) -> Path:
+        return self.root / "floors" / f"fold{fold}.json"
+
     def cell(self, strategy: str, fold: int, order: list[str], seed: int | None = None) -> RunLayout:
         """A cell's run folder; `seed` only where the benchmark ran several seeds (`fold<k>-seed<s>`)."""
         folder = f"fold{fold}" if seed is None else f"fold{fold}-seed{seed}"

@@ -52,21 +52,53 @@ def retained(results: dict, strategy: str, task: str, metric: str) -> dict | Non
     return final_score(results, strategy, task, metric, 0)
 
 
+FLOOR_COLUMNS = (("majority", "majority class"), ("linear", "linear baseline"))
+
+
+def floor_score(results: dict, task: str, kind: str, metric: str) -> dict | None:
+    return ((results.get("floors") or {}).get(task, {}).get(kind) or {}).get(metric)
+
+
 def _score_tables(results: dict, position: int, published: dict | None = None) -> list[str]:
     strategies, lines = list(results["strategies"]), []
+    floors = [(kind, name) for kind, name in FLOOR_COLUMNS if results.get("floors")]
     for metric in TABLE_METRICS:
-        lines += [f"### {METRIC_NAMES[metric]}", "", "| corpus | " + " | ".join(strategies) + " |",
-                  "|---|" + "---|" * len(strategies)]
+        lines += [f"### {METRIC_NAMES[metric]}", "",
+                  "| task | " + " | ".join(strategies + [f"*{name}*" for _, name in floors]) + " |",
+                  "|---|" + "---|" * (len(strategies) + len(floors))]
         for task in results["tasks"]:
             row = [format_score(final_score(results, strategy, task, metric, position)) for strategy in strategies]
+            row += [format_score(floor_score(results, task, kind, metric)) for kind, _ in floors]
             lines.append(f"| {task.upper()} | " + " | ".join(row) + " |")
         if metric == "weighted_f1" and published:
             for task in results["tasks"]:
                 values = [published.get(task, {}).get(strategy) for strategy in strategies]
-                cells = ["-" if value is None else f"{value:.3f}" for value in values]
+                cells = ["-" if value is None else f"{value:.3f}" for value in values] + ["-"] * len(floors)
                 lines.append(f"| {task.upper()} (published) | " + " | ".join(cells) + " |")
-            lines += ["", f"*Published*: {results['published']['description']}. Not comparable with runs on other "
-                      "data or encoders."]
+            lines += ["", f"*Published*: {results['published']['description']}."]
+        lines.append("")
+    return lines
+
+
+def floors_table(results: dict) -> list[str]:
+    """Every floor of every task's test sets (baselines.py), in the headline metrics."""
+    floors = results.get("floors")
+    if not floors:
+        return []
+    kinds = ("majority", "chance", "linear_audio", "linear_text", "linear")
+    names = {"majority": "majority class", "chance": "chance", "linear_audio": "eGeMAPS (audio)",
+             "linear_text": "TF-IDF (text)", "linear": "linear, fused"}
+    lines = ["## Floors", "",
+             "What each test set gives without a neural model, on the same folds: always the training majority "
+             "class; uniformly random labels; and class-weighted logistic regressions on the 88 eGeMAPS functionals "
+             "of the speech (openSMILE), on character 1-3-gram TF-IDF of the transcript, and both late-fused "
+             "(`baselines.py`). A neural score at or below these learned nothing more than they do.", ""]
+    for metric in TABLE_METRICS:
+        lines += [f"### {METRIC_NAMES[metric]} (floors)", "", "| task | " + " | ".join(names[k] for k in kinds) + " |",
+                  "|---|" + "---|" * len(kinds)]
+        for task in results["tasks"]:
+            lines.append(f"| {task.upper()} | " + " | ".join(
+                format_score(floor_score(results, task, kind, metric)) for kind in kinds) + " |")
         lines.append("")
     return lines
 
@@ -92,6 +124,7 @@ def render_markdown(results: dict) -> str:
               "Cell (task X, strategy S): X's score right after S learned it as the **last** task of the order.", ""]
     lines += _score_tables(results, -1)
 
+    lines += floors_table(results)
     lines += ["## Backward transfer and forgetting", "",
               "Averaged over folds and orders (Avalanche's definitions: forgetting = score right after learning a "
               "task minus its score after the last task; BWT = -forgetting). 0 means nothing was forgotten.", "",

@@ -132,3 +132,29 @@ def test_reference_config_reproduces_the_reference_settings():
     assert (args.learning_rate, args.per_device_train_batch_size, args.num_train_epochs) == (1e-5, 8, 40)
     assert (args.ewc_lambda, data_args.max_text_length, data_args.max_speech_seconds) == (5000, 256, 5.0)
     assert args.class_balanced_sampling and args.metric_for_best_model == "micro_f1"
+
+
+def test_floors_beside_every_score(finished, sample_corpus):
+    import numpy as np
+
+    from kemdy_adapters.hf_dataset import load_kemdy
+    from kemdy_adapters.metrics import classification_scores
+    from kemdy_adapters.tasks import task_splits
+
+    output, results = finished
+    floors = json.loads((output / "floors" / "fold0.json").read_text())
+    assert set(floors) == {"kemdy19", "kemdy20"}
+    for task, kinds in floors.items():
+        assert set(kinds) == {"majority", "chance", "linear_audio", "linear_text", "linear"}
+        splits = task_splits(load_kemdy(task, sample_corpus), 0)
+        majority = np.bincount(splits["train"]["label"]).argmax()
+        expected = classification_scores(np.full(len(splits["test"]), majority), splits["test"]["label"])
+        assert kinds["majority"]["macro_f1"] == pytest.approx(expected["macro_f1"])
+        assert kinds["chance"]["uar"] == pytest.approx(1 / 7, abs=0.05)  # uniform guesses recall 1/7 per class
+        assert all(0 <= kinds[kind][metric] <= 1 for kind in kinds for metric in METRICS)
+        assert results["floors"][task]["linear"]["macro_f1"]["mean"] == kinds["linear"]["macro_f1"]
+    # The generated corpora carry their labels in words and prosody: the linear baseline learns them.
+    assert floors["kemdy19"]["linear"]["macro_f1"] > floors["kemdy19"]["majority"]["macro_f1"] + 0.2
+    report = (output / "results.md").read_text()
+    assert "## Floors" in report
+    assert "| task | task_a | finetune | adapter | *majority class* | *linear baseline* |" in report
