@@ -335,7 +335,8 @@ class ContinualRun:
         if self.strategy.consolidates and not last:
             previous = EWCState.load(self.layout.ewc(self.order[index - 1])) if index > 0 else None
             fisher, samples = estimate_fisher(model, inputs[task]["train"], self.collator,
-                                              self.args.fisher_samples, self.args.fisher_batch_size)
+                                              self.args.fisher_samples, self.args.fisher_batch_size,
+                                              seed=self.args.seed + index)
             state = consolidate(model, fisher, task, samples, previous=previous, gamma=self.args.ewc_gamma)
             if _is_main(self.args):
                 state.save(self.layout.ewc(task))

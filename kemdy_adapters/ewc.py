@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
@@ -55,8 +56,11 @@ class EWCState:
         )
 
 
-def estimate_fisher(model, dataset, collator, max_samples: int, batch_size: int = 1) -> tuple[dict, list[str]]:
-    """Diagonal empirical Fisher of `model`'s trainable parameters on (up to `max_samples` rows of) `dataset`.
+def estimate_fisher(model, dataset, collator, max_samples: int, batch_size: int = 1, seed: int = 0
+                    ) -> tuple[dict, list[str]]:
+    """Diagonal empirical Fisher of `model`'s trainable parameters on a seeded random sample of up to
+    `max_samples` rows drawn from the whole of `dataset` (every session, not the first rows: those are sorted by
+    id, i.e. the lowest sessions and a few speakers).
 
     Each batch contributes `batch_size * grad(loss)^2`, the sum is divided by the number of rows; with
     `batch_size=1` this is the exact per-utterance empirical Fisher. Under torch.distributed each process takes
@@ -66,7 +70,8 @@ def estimate_fisher(model, dataset, collator, max_samples: int, batch_size: int 
     Returns:
         The Fisher per parameter name (on the CPU, float32) and the ids of the rows this process used.
     """
-    rows = dataset.select(range(min(max_samples, len(dataset))))
+    order = np.random.default_rng(seed).permutation(len(dataset))[: min(max_samples, len(dataset))]
+    rows = dataset.select(sorted(order.tolist()))
     if dist.is_available() and dist.is_initialized():
         rows = rows.shard(num_shards=dist.get_world_size(), index=dist.get_rank(), contiguous=True)
     parameters = {name: p for name, p in model.named_parameters() if p.requires_grad}

@@ -98,7 +98,12 @@ def test_ewc_fisher_from_the_earlier_task_only(tiny_checkpoints, sample_corpus, 
     state = EWCState.load(tmp_path / "kemdy19" / "ewc")
     seen = set(state.samples["kemdy19"])
     assert state.tasks == ["kemdy19"] and len(seen) == 24
-    assert seen <= set(prepared_data["kemdy19"]["train"]["id"])
+    train = prepared_data["kemdy19"]["train"]
+    assert seen <= set(train["id"])
+    # A seeded random sample over the whole training split, not its first (lowest-session) rows.
+    assert seen != set(train["id"][:24])
+    sessions = {session for identifier, session in zip(train["id"], train["session"]) if identifier in seen}
+    assert len(sessions) >= len(set(train["session"])) - 1
     assert not seen & set(prepared_data["kemdy20"]["train"]["id"])
     assert not seen & set(prepared_data["kemdy19"]["test"]["id"])
     assert all((value >= 0).all() for value in state.fisher.values())
