@@ -40,8 +40,15 @@ from .training_args import (
 logger = logging.getLogger(__name__)
 
 PUBLISHED = {
-    "description": "published reference numbers (weighted F1, KEMDy19 <-> KEMDy20, real corpora, base encoders; "
-    "github.com/WoongheeLee/continual_erc_etri)",
+    "description": (
+        "the reference prototype's published numbers (weighted F1 on the real KEMDy19 / KEMDy20 with klue/bert-base "
+        "and wav2vec2-base-960h, 5 session folds; github.com/WoongheeLee/continual_erc_etri). Read them with their "
+        "whole caveat: its `adapter` numbers come from training both corpora alternately in every epoch (joint "
+        "multi-task training, not a sequence) with a separate best checkpoint per task, so they belong beside "
+        "`joint` rather than beside sequential adapters; its `ewc` KEMDy19 number comes from the run whose Fisher "
+        "was estimated on KEMDy20's data (the new task's, not the earlier task's); and its scores are weighted F1 "
+        "only, each task scored with its own checkpoint. Runs on other data or encoders are not comparable with "
+        "them at all, and even on the real corpora this protocol differs (see Protocol)"),
     "weighted_f1": {
         "kemdy19": {"task_a": 0.704, "finetune": 0.525, "ewc": 0.600, "adapter": 0.681, "adapter_wo_pretrain": 0.511},
         "kemdy20": {"task_a": 0.871, "finetune": 0.766, "ewc": 0.762, "adapter": 0.848, "adapter_wo_pretrain": 0.834},

@@ -16,6 +16,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -39,6 +40,9 @@ from .trainer import ContinualTrainer
 from .training_args import ContinualTrainingArguments, DataArguments, ModelArguments, task_specs
 
 logger = logging.getLogger(__name__)
+
+JOINT_STEP = "_joint"
+"""The run folder's step name of a joint strategy (it trains once, on every task)."""
 
 
 def build_model(model_args: ModelArguments, strategy: Strategy | str) -> MultimodalEmotionModel:
@@ -240,7 +244,10 @@ class ContinualRun:
             write_json(self.layout.run_json, {
                 "strategy": self.strategy.name, "order": self.order, "fold": self.data_args.fold,
                 "seed": self.args.seed, "received": [_public(task) for task in self.received]})
-        for index, task in enumerate(self.order):
+        if self.strategy.joint:
+            if not self.layout.scores(JOINT_STEP).exists():
+                self._train_joint()
+        for index, task in enumerate([] if self.strategy.joint else self.order):
             if self.layout.scores(task).exists():
                 logger.info("%s: task %s already finished, skipped", self.output, task)
                 continue
@@ -273,6 +280,12 @@ class ContinualRun:
         model = self._model_before(index)
         # New heads and adapters are initialised from the seed, not from whatever drew random numbers before.
         set_seed(self.args.seed + index)
+        teacher = teacher_heads = None
+        if self.strategy.distills and index > 0:
+            # LwF's teacher: the model as the earlier tasks left it, frozen; it answers with the heads it has.
+            teacher = copy.deepcopy(model).eval()
+            teacher.requires_grad_(False)
+            teacher_heads = list(teacher.tasks)
         head = self._prepare_strategy(model, task)
         ewc_state = None
         if self.strategy.consolidates and index > 0:
@@ -284,7 +297,7 @@ class ContinualRun:
         trainer = ContinualTrainer(
             model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],
             data_collator=self.collator, compute_metrics=compute_metrics, ewc_state=ewc_state,
-            callbacks=list(self.callbacks))
+            teacher=teacher, teacher_heads=teacher_heads, callbacks=list(self.callbacks))
         checkpoint = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
         if checkpoint:
             logger.info("%s: resuming task %s from %s", self.output, task, checkpoint)
@@ -315,6 +328,41 @@ class ContinualRun:
                 shutil.rmtree(self.layout.model(self.order[index - 1]), ignore_errors=True)
         _barrier()
         self.model, self.model_step = model, index
+
+    def _train_joint(self) -> None:
+        """The upper bound: one model, one shared head, trained on the union of every task's training data
+        (model selection on the union of their validation sessions), scored on every task's test sessions."""
+        if len(set(self.labels.values())) > 1:
+            raise ValueError(f"strategy {self.strategy.name!r} needs one label set for all tasks (one shared head); "
+                             f"got {sorted(set(self.labels.values()))}")
+        model = self._fresh_model()
+        set_seed(self.args.seed)
+        model.add_task(SHARED_HEAD, self.labels[self.order[0]], adapters=False)
+        model.train_task(SHARED_HEAD, full=True)
+        trainable = model.num_parameters(only_trainable=True)
+        inputs = self._inputs(model)
+        union = {split: datasets.concatenate_datasets([inputs[task][split] for task in self.order])
+                 for split in ("train", "validation")}
+        args = self._task_args(JOINT_STEP)
+        trainer = ContinualTrainer(
+            model=model, args=args, train_dataset=union["train"], eval_dataset=union["validation"],
+            data_collator=self.collator, compute_metrics=compute_metrics, callbacks=list(self.callbacks))
+        checkpoint = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+        output = trainer.train(resume_from_checkpoint=checkpoint)
+        model = trainer.model
+        heads = {task: SHARED_HEAD for task in self.order}
+        scores = score_row(trainer, model, heads, {task: inputs[task]["test"] for task in self.order})
+        validation = score_row(trainer, model, heads, {task: inputs[task]["validation"] for task in self.order},
+                               confusions=False)
+        if _is_main(self.args):
+            write_json(self.layout.scores(JOINT_STEP), {
+                "task": JOINT_STEP, "head": SHARED_HEAD, "scores": scores, "validation": validation,
+                "task_agnostic": None, "best_epoch": _best_epoch(trainer),
+                "train_seconds": output.metrics.get("train_runtime", 0.0), "trainable_parameters": trainable,
+                "export_bytes": 0, "log_history": trainer.state.log_history})
+            if not self.args.keep_checkpoints:
+                shutil.rmtree(args.output_dir, ignore_errors=True)
+        _barrier()
 
     def _check_received_unchanged(self, model: MultimodalEmotionModel) -> None:
         """The received tasks' weights must still be exactly the sender's after a task trained beside them."""
@@ -373,7 +421,10 @@ class ContinualRun:
 
     # -------------------------------------------------------------------------------------------- results
     def _collect(self) -> dict:
-        rows = [read_json(self.layout.scores(task)) for task in self.order]
+        if self.strategy.joint:  # one training step: every row of R is the joint model's scores
+            rows = [{**read_json(self.layout.scores(JOINT_STEP)), "task": task} for task in self.order]
+        else:
+            rows = [read_json(self.layout.scores(task)) for task in self.order]
         matrix, validation = ({
             metric: [[((row.get(key) or {}).get(other) or {}).get(metric) for other in self.order] for row in rows]
             for metric in METRICS

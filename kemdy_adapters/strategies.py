@@ -34,6 +34,8 @@ class Strategy:
         shared_head: Tasks with equal label sets share one head (`SHARED_HEAD`); otherwise one head per task.
         consolidates: After every task but the last, estimate the Fisher on that task's training data and
             penalise later changes (EWC).
+        distills: While a later task trains, distil the previous model's outputs on the new task's data (LwF).
+        joint: Train once on the union of every task's training data instead of in sequence (the upper bound).
         needs: Files, relative to the earlier task's folder, that the next task starts from.
     """
 
@@ -44,6 +46,8 @@ class Strategy:
     carries_model: bool = True
     shared_head: bool = False
     consolidates: bool = False
+    distills: bool = False
+    joint: bool = False
     needs: tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -71,6 +75,8 @@ class Strategy:
 
     def scenario(self, label_sets: list[tuple[str, ...]]) -> str:
         """The continual-learning scenario of this strategy on a sequence with these label sets."""
+        if self.joint:
+            return "not continual: every task's data at once, one shared head (upper bound)"
         if not self.carries_model:
             return "each task alone (task id given)"
         if self.heads_shared(label_sets):
@@ -107,7 +113,13 @@ register_strategy(Strategy(
     "ewc", "fine-tuning with Elastic Weight Consolidation of the earlier tasks", trains="all", shared_head=True,
     consolidates=True, needs=(*MODEL, "ewc/ewc.safetensors")))
 register_strategy(Strategy(
+    "lwf", "fine-tuning with Learning without Forgetting: the previous model's outputs on the new task's data are "
+    "distilled", trains="all", shared_head=True, distills=True, needs=MODEL))
+register_strategy(Strategy(
     "adapter", "per-task adapters and head inside frozen pretrained encoders", trains="adapters", needs=EXPORT))
 register_strategy(Strategy(
     "adapter_wo_pretrain", "per-task adapters inside frozen, randomly initialised encoders", trains="adapters",
     pretrained=False, needs=EXPORT))
+register_strategy(Strategy(
+    "joint", "one model trained on the union of every task's training data (the upper bound, not continual)",
+    trains="all", carries_model=False, shared_head=True, joint=True))

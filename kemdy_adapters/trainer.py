@@ -1,4 +1,5 @@
-"""`ContinualTrainer`: a `Trainer` with the EWC penalty and class-balanced sampling, nothing else overridden.
+"""`ContinualTrainer`: a `Trainer` with the EWC penalty, LwF's distillation and class-balanced sampling, nothing
+else overridden.
 
 The loop over tasks, adapter switching and exports live in `continual.py`; one ContinualTrainer trains one task.
 """
@@ -64,23 +65,53 @@ class ContinualTrainer(Trainer):
     Args:
         ewc_state: When given, `ewc_lambda / 2 * sum F (theta - theta*)^2` is added to the loss; the task loss and
             the penalty are logged separately (`task_loss`, `ewc_penalty`).
+        teacher, teacher_heads: When given (LwF), `lwf_alpha` times the distillation of the teacher's outputs
+            for these heads is added to the loss (logged as `lwf_distillation`).
         All other arguments are `Trainer`'s; `args` is a `ContinualTrainingArguments`.
     """
 
-    def __init__(self, *args, ewc_state: EWCState | None = None, **kwargs):
+    def __init__(self, *args, ewc_state: EWCState | None = None, teacher=None, teacher_heads: list[str] | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.ewc = EWCPenalty(ewc_state, self.args.ewc_lambda).to(self.args.device) if ewc_state else None
-        self._parts: dict[str, list[float]] = {"task_loss": [], "ewc_penalty": []}
+        self.teacher = teacher.to(self.args.device).eval() if teacher is not None else None
+        self.teacher_heads = list(teacher_heads or [])
+        self._parts: dict[str, list[float]] = {"task_loss": [], "ewc_penalty": [], "lwf_distillation": []}
 
-    # Why: the EWC penalty is part of the training objective, not of the model.
+    # Why: the EWC penalty and LwF's distillation are parts of the training objective, not of the model.
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training and (self.ewc is not None or self.teacher is not None):
+            self._parts["task_loss"].append(loss.detach().item())
         if self.ewc is not None and model.training:
             penalty = self.ewc(self.accelerator.unwrap_model(model))
-            self._parts["task_loss"].append(loss.detach().item())
             self._parts["ewc_penalty"].append(penalty.detach().item())
             loss = loss + penalty
+        if self.teacher is not None and model.training:
+            distillation = self.distillation(model, inputs, outputs.logits)
+            self._parts["lwf_distillation"].append(distillation.detach().item())
+            loss = loss + self.args.lwf_alpha * distillation
         return (loss, outputs) if return_outputs else loss
+
+    def distillation(self, model, inputs: dict, logits: torch.Tensor) -> torch.Tensor:
+        """LwF (Li & Hoiem, 2016): KL(teacher || student) of the softened outputs (temperature T, scaled by
+        T^2) on the new task's batch, averaged over the teacher's heads. A head shared with the current task
+        reuses this step's logits; another head costs one more forward pass of the student."""
+        student = self.accelerator.unwrap_model(model)
+        current = student.active_task
+        features = {key: value for key, value in inputs.items() if key != "labels"}
+        temperature = self.args.lwf_temperature
+        total = 0.0
+        for head in self.teacher_heads:
+            with torch.no_grad():
+                target = self.teacher(**features, task=head).logits
+            predicted = logits if head == current else student(**features, task=head).logits
+            total = total + torch.nn.functional.kl_div(
+                torch.log_softmax(predicted / temperature, -1), torch.log_softmax(target / temperature, -1),
+                log_target=True, reduction="batchmean") * temperature ** 2
+        if student.active_task != current:
+            student.set_active_task(current)
+        return total / max(1, len(self.teacher_heads))
 
     # Why: report the two parts of the EWC objective beside Trainer's total loss.
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

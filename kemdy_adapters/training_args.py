@@ -91,6 +91,8 @@ class ContinualTrainingArguments(TrainingArguments):
     strategy: str = field(default="adapter", metadata={"help": f"one of {', '.join(STRATEGIES)}"})
     ewc_lambda: float = field(default=5000.0, metadata={"help": "EWC penalty weight (strategy ewc)"})
     ewc_gamma: float = field(default=1.0, metadata={"help": "online EWC decay of earlier Fisher information"})
+    lwf_alpha: float = field(default=1.0, metadata={"help": "weight of the LwF distillation loss (strategy lwf)"})
+    lwf_temperature: float = field(default=2.0, metadata={"help": "softmax temperature of LwF's distillation"})
     fisher_samples: int = field(default=2000, metadata={"help": "training utterances used to estimate the Fisher"})
     fisher_batch_size: int = field(default=1, metadata={"help": "batch size of the Fisher estimate (1: exact)"})
     class_balanced_sampling: bool = field(

@@ -25,7 +25,8 @@ def three_tasks(tiny_checkpoints, sample_corpus, clinic_corpus, hf_cache, tmp_pa
     text, speech = tiny_checkpoints
     parsed = parse_benchmark_arguments([
         "--output_dir", str(output), "--data_dir", str(sample_corpus), "--text_model", text, "--speech_model",
-        speech, "--strategies", "adapter", "adapter_wo_pretrain", "finetune", "ewc", "--folds", "0", "--orders",
+        speech, "--strategies", "adapter", "adapter_wo_pretrain", "finetune", "ewc", "lwf", "--folds", "0",
+        "--orders",
         ORDERS[0], ORDERS[1].replace("clinic", f"clinic={clinic_corpus}", 1), "--num_train_epochs", "1",
         "--learning_rate", "5e-3", "--projector_size", "16", "--max_speech_seconds", "2", "--dataset_cache_dir",
         hf_cache, "--fisher_samples", "16", "--fisher_batch_size", "4", "--ewc_gamma", "0.5", "--disable_tqdm",
@@ -35,7 +36,7 @@ def three_tasks(tiny_checkpoints, sample_corpus, clinic_corpus, hf_cache, tmp_pa
 
 def test_three_task_matrices(three_tasks):
     output, results = three_tasks
-    assert results["tasks"] == ["clinic", "kemdy19", "kemdy20"] and results["progress"]["finished"] == 8
+    assert results["tasks"] == ["clinic", "kemdy19", "kemdy20"] and results["progress"]["finished"] == 10
     assert results["labels"]["clinic"] == ["calm", "tense", "cheerful", "low"]
     for name, strategy in results["strategies"].items():
         assert len(strategy["folds"]) == 2
@@ -51,7 +52,11 @@ def test_three_task_matrices(three_tasks):
                     assert all(matrix[i][j] == matrix[j][j] for j in range(3) for i in range(j, 3)), metric
         assert strategy["scenario"].startswith("task-incremental")
     assert results["strategies"]["adapter"]["forgetting"]["macro_f1"]["mean"] == 0.0
-    assert set(results["strategy_records"]) == {"adapter", "adapter_wo_pretrain", "finetune", "ewc"}
+    assert set(results["strategy_records"]) == {"adapter", "adapter_wo_pretrain", "finetune", "ewc", "lwf"}
+    lwf = json.loads((output / "runs" / "lwf" / "fold0" / "kemdy19-kemdy20-clinic" / "clinic" / "scores.json"
+                      ).read_text())
+    distilled = [entry["lwf_distillation"] for entry in lwf["log_history"] if "lwf_distillation" in entry]
+    assert distilled and all(value > 0 for value in distilled)  # two earlier heads distilled into the third task
 
 
 def test_three_task_report_routing_and_online_ewc(three_tasks):
@@ -195,3 +200,33 @@ def test_a_speech_only_task_in_every_strategy(strategy, speech_only, tiny_checkp
     first = recognizer.logits(wav, "오늘 정말 기분이 좋아요", task="calls")
     assert torch.equal(first, recognizer.logits(wav, "화가 나 진짜", task="calls"))
     assert torch.equal(first, recognizer.logits(wav, None, task="calls"))
+
+
+@pytest.mark.parametrize("strategy", ["joint", "lwf"])
+def test_joint_upper_bound_and_lwf(strategy, tiny_checkpoints, sample_corpus, prepared_data, tmp_path):
+    results = run(tiny_checkpoints, sample_corpus, prepared_data, tmp_path, "--strategy", strategy)
+    matrix = results["matrix"]["macro_f1"]
+    if strategy == "joint":
+        assert matrix[0] == matrix[1] and None not in matrix[0]  # one model, trained once, on both tasks
+        assert results["summary"]["macro_f1"]["forgetting"] is None
+        assert results["summary"]["macro_f1"]["average"] == pytest.approx((matrix[0][0] + matrix[1][1]) / 2)
+        assert results["scenario"].startswith("not continual")
+        saved = json.loads((tmp_path / "_joint" / "scores.json").read_text())
+        assert saved["scores"]["kemdy20"]["support"] == len(prepared_data["kemdy20"]["test"])
+        with pytest.raises(ValueError, match="needs one label set"):
+            run(tiny_checkpoints, sample_corpus, {**prepared_data, "clinic": _clinic(prepared_data)}, tmp_path / "x",
+                "--strategy", "joint", "--tasks", "kemdy19", "clinic=/unused")
+    else:
+        assert None not in matrix[0] + matrix[1]  # one shared head scores both tasks at every step
+        log = json.loads((tmp_path / "kemdy20" / "scores.json").read_text())["log_history"]
+        assert any(entry.get("lwf_distillation", 0) > 0 for entry in log)
+        first = json.loads((tmp_path / "kemdy19" / "scores.json").read_text())["log_history"]
+        assert not any("lwf_distillation" in entry for entry in first)  # nothing to distil on the first task
+
+
+def _clinic(prepared_data):
+    """kemdy19's prepared splits under other label names: another label set, for the joint error."""
+    import datasets
+
+    return {name: split.cast_column("label", datasets.ClassLabel(names=[f"c{i}" for i in range(7)]))
+            for name, split in prepared_data["kemdy19"].items()}

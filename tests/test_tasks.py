@@ -182,7 +182,8 @@ def test_collator_carries_the_transcript_flag(tiny_checkpoints):
 
 
 def test_strategy_records_are_data():
-    assert list(STRATEGIES) == ["task_a", "finetune", "ewc", "adapter", "adapter_wo_pretrain"]
+    assert list(STRATEGIES) == ["task_a", "finetune", "ewc", "lwf", "adapter", "adapter_wo_pretrain", "joint"]
+    assert get_strategy("joint").joint and get_strategy("lwf").distills and not get_strategy("joint").carries_model
     adapter, finetune, ewc = get_strategy("adapter"), get_strategy("finetune"), get_strategy("ewc")
     assert adapter.adapters and adapter.receives and not finetune.adapters and ewc.consolidates
     assert "ewc/ewc.safetensors" in ewc.needs and adapter.needs == ("export/model.safetensors",)
