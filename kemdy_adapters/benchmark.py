@@ -14,6 +14,7 @@ import copy
 import json
 import logging
 import platform
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,8 @@ from .training_args import (
     check_task_sources,
     parse_with,
 )
+from .tuning import CRITERION_METRIC, criterion, parse_grid, strategy_grid, trials
+from .tuning import RULE as TUNING_RULE
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,14 @@ class BenchmarkArguments:
         default=None,
         metadata={"help": "training seeds: every fold x order x seed is a cell (default: the one --seed; given "
                           "seeds put the cells in runs/<strategy>/fold<k>-seed<s>/)"})
+    tuning_grid: str = field(
+        default=None,
+        metadata={"help": 'one grid for every strategy, as JSON, e.g. {"learning_rate": [1e-3, 1e-2], "ewc_lambda": '
+                          '[1e3, 1e4]} (keys apply to the strategies that use them; see tuning.py for the rule)'})
+    tuning_trials: int = field(
+        default=None, metadata={"help": "trials per strategy (default: the smallest grid among the strategies)"})
+    tuning_orders: list[str] = field(
+        default=None, metadata={"help": "orders the trials run in (default: every order)"})
     floors: bool = field(
         default=True,
         metadata={"help": "score the floors of every test set: majority class, chance, and the eGeMAPS + TF-IDF "
@@ -90,6 +101,9 @@ class BenchmarkArguments:
         for order in self.orders:
             items = order.split(",") if isinstance(order, str) else list(order)
             self.task_locations.update(split_task_items(items)[1])
+        self.tuning_grid = parse_grid(self.tuning_grid) if self.tuning_grid else {}
+        if self.tuning_trials is not None and self.tuning_trials < 1:
+            raise ValueError(f"tuning_trials must be at least 1, got {self.tuning_trials}")
         if isinstance(self.strategy_overrides, str):
             self.strategy_overrides = json.loads(self.strategy_overrides)
         self.strategy_overrides = self.strategy_overrides or {}
@@ -164,6 +178,7 @@ class Benchmark:
         ]
         self._processor = None
         self._data: dict[int, dict] = {}
+        self.tuning = read_json(self.layout.tuning) if bench.tuning_grid else None
 
     def cell_layout(self, cell: Cell):
         return self.layout.cell(cell.strategy, cell.fold, cell.order, cell.seed if self.bench.seeds else None)
@@ -203,6 +218,9 @@ class Benchmark:
         return ContinualRun(self.model_args, data_args, args, data=self._fold_data(cell.fold),
                             callbacks=self.callbacks).run()
 
+    def chosen_settings(self, strategy: str) -> dict:
+        return self.tuning["strategies"][strategy]["settings"] if self.tuning else {}
+
     def _specs(self) -> dict:
         return {task: self.data_args.task_spec(task, self.task_locations) for task in self.tasks}
 
@@ -237,6 +255,66 @@ class Benchmark:
                                       } if rows else None
         return result if per_fold else {}
 
+    # ----------------------------------------------------------------------------------------------- tuning
+    def tuning_orders(self) -> list[list[str]]:
+        if not self.bench.tuning_orders:
+            return self.orders
+        wanted = [split_task_items(order.split(","))[0] for order in self.bench.tuning_orders]
+        unknown = [order for order in wanted if order not in self.orders]
+        if unknown:
+            raise ValueError(f"tuning_orders {unknown} are not among the orders {self.orders}")
+        return wanted
+
+    def tune(self) -> dict:
+        """Runs every strategy's trials on the tuning fold and chooses by the rule in tuning.py; tuning.json."""
+        grid = self.bench.tuning_grid
+        budget = self.bench.tuning_trials or min(
+            len(strategy_grid(grid, get_strategy(name))) for name in self.bench.strategies)
+        fold, seed, orders = self.bench.folds[0], self.seeds[0], self.tuning_orders()
+        record = {"rule": TUNING_RULE, "criterion": f"validation {CRITERION_METRIC}", "grid": grid, "budget": budget,
+                  "fold": fold, "seed": seed, "orders": [order_key(order) for order in orders], "strategies": {}}
+        for name in self.bench.strategies:
+            strategy = get_strategy(name)
+            outcomes = []
+            for number, settings in enumerate(trials(grid, strategy, budget, self.args.seed)):
+                scores, earlier, new = [], [], []
+                for order in (orders if strategy.carries_model else orders[:1]):
+                    folder = self.layout.trial(name, number, fold, order)
+                    result = read_json(folder.results)
+                    if result is None:
+                        self._say(f"[tuning] {name} trial {number + 1}: {_settings_text(settings)}, fold {fold} "
+                                  f"{'->'.join(task.upper() for task in order)}")
+                        result = self.run_cell(Cell(name, fold, list(order), seed), folder.root, settings)
+                    scores.append(criterion(result, strategy))
+                    last = result["validation_matrix"][CRITERION_METRIC][-1]
+                    if strategy.carries_model and len(last) > 1:
+                        earlier.append(float(np.mean([v for v in last[:-1] if v is not None])))
+                        new.append(last[-1])
+                defined = [score for score in scores if score is not None]
+                outcomes.append({"trial": number, "settings": settings,
+                                 "criterion": float(np.mean(defined)) if defined else None,
+                                 "earlier_tasks": float(np.mean(earlier)) if earlier else None,
+                                 "new_task": float(np.mean(new)) if new else None})
+            best = max(outcomes, key=lambda item: (item["criterion"] is not None, item["criterion"] or 0.0,
+                                                   -item["trial"]))
+            record["strategies"][name] = {"trials": outcomes, "chosen": best["trial"], "settings": best["settings"]}
+            if self.args.process_index == 0:
+                write_json(self.layout.tuning, record)
+        return record
+
+    def _reuse_trial(self, cell: Cell) -> bool:
+        """The tuning fold's cells are the chosen trial's runs: copy them instead of training again."""
+        if not self.tuning or cell.fold != self.tuning["fold"] or cell.seed != self.tuning["seed"]:
+            return False
+        chosen = self.tuning["strategies"][cell.strategy]["chosen"]
+        source = self.layout.trial(cell.strategy, chosen, cell.fold, cell.order)
+        if not source.results.exists() or self.args.process_index != 0:
+            return False
+        target = self.cell_layout(cell).root
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source.root, target)
+        return True
+
     def run(self) -> dict:
         started, ran = time.time(), 0
         total = len(self.cells)
@@ -246,6 +324,9 @@ class Benchmark:
                 if not self.layout.floors(fold).exists():
                     self._say(f"floors of fold {fold}: majority class, chance, eGeMAPS + TF-IDF linear baseline")
                     self.run_floors(fold)
+            self.write_report()
+        if self.bench.tuning_grid:
+            self.tuning = self.tune()
             self.write_report()
         for position, cell in enumerate(self.cells, start=1):
             seed = f" seed {cell.seed}" if self.bench.seeds else ""
@@ -257,8 +338,11 @@ class Benchmark:
             elapsed = time.time() - started
             remaining = total - position + 1
             estimate = f", about {_duration(elapsed / ran * remaining)} left" if ran else ""
+            if self._reuse_trial(cell):
+                self._say(f"{label}: the chosen tuning trial's run")
+                continue
             self._say(f"{label} (elapsed {_duration(elapsed)}{estimate})")
-            self.run_cell(cell)
+            self.run_cell(cell, overrides=self.chosen_settings(cell.strategy))
             ran += 1
             self.write_report()
         results = self.write_report(figures=self.bench.figures)
@@ -290,6 +374,7 @@ class Benchmark:
             "received": received,
             "seeds": self.seeds,
             "floors": self.collect_floors() if self.bench.floors else {},
+            "tuning": self.tuning,
             "strategies": strategies,
             "comparisons": compare_strategies(strategies),
             "progress": {"finished": sum(s["cells"] for s in strategies.values()), "total": len(self.cells)},
@@ -435,6 +520,11 @@ def _cell_averages(name: str, data: dict) -> dict:
 
 def _pick(cells: dict, key: tuple):
     return cells.get(key, cells.get((key[0], key[1], None)))
+
+
+def _settings_text(settings: dict) -> str:
+    return ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+                     for key, value in settings.items()) or "defaults"
 
 
 def _plain(value):

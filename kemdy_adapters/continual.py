@@ -41,6 +41,9 @@ from .training_args import ContinualTrainingArguments, DataArguments, ModelArgum
 
 logger = logging.getLogger(__name__)
 
+RUN_SETTINGS = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "weight_decay", "ewc_lambda",
+                "ewc_gamma", "lwf_alpha", "lwf_temperature")
+"""The training settings run.json records (what tuning may have chosen)."""
 JOINT_STEP = "_joint"
 """The run folder's step name of a joint strategy (it trains once, on every task)."""
 
@@ -243,7 +246,8 @@ class ContinualRun:
         if _is_main(self.args):
             write_json(self.layout.run_json, {
                 "strategy": self.strategy.name, "order": self.order, "fold": self.data_args.fold,
-                "seed": self.args.seed, "received": [_public(task) for task in self.received]})
+                "seed": self.args.seed, "received": [_public(task) for task in self.received],
+                "settings": {key: getattr(self.args, key) for key in RUN_SETTINGS}})
         if self.strategy.joint:
             if not self.layout.scores(JOINT_STEP).exists():
                 self._train_joint()

@@ -84,6 +84,13 @@ class BenchmarkLayout:
     def figures(self) -> Path:
         return self.root / "figures"
 
+    @property
+    def tuning(self) -> Path:
+        return self.root / "tuning" / "tuning.json"
+
+    def trial(self, strategy: str, trial: int, fold: int, order: list[str]) -> RunLayout:
+        return RunLayout(self.root / "tuning" / strategy / f"trial{trial}" / f"fold{fold}" / "-".join(order))
+
     def floors(self, fold: int) -> Path:
         return self.root / "floors" / f"fold{fold}.json"
 

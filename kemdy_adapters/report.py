@@ -121,6 +121,7 @@ def render_markdown(results: dict) -> str:
     if not strategies:
         return "\n".join(lines + ["No cell has finished yet."]) + "\n"
     lines += scenario_table(results)
+    lines += tuning_table(results)
     lines += ["## What each task retains", "",
               "Cell (task X, strategy S): X's score after S learned X **first** and then every other task of the "
               "order, i.e. what X keeps after the whole sequence (task_a: X trained alone). Test sessions of each "
@@ -151,6 +152,28 @@ def render_markdown(results: dict) -> str:
     lines += ["Figures: `figures/` (confusion matrices, forgetting chart, score-matrix heatmaps). "
               "Per-cell details: `runs/<strategy>/fold<k>/<order>/`."]
     return "\n".join(lines) + "\n"
+
+
+def tuning_table(results: dict) -> list[str]:
+    """The tuning rule, every trial's validation criterion and the setting each strategy got."""
+    tuning = results.get("tuning")
+    if not tuning:
+        return []
+    lines = ["## Tuning", "",
+             f"One rule for every strategy ({tuning['budget']} trial(s) each, fold {tuning['fold']}, orders "
+             f"{', '.join(tuning['orders'])}): {tuning['rule']}. Criterion: {tuning['criterion']}.", "",
+             "| strategy | chosen | trials (settings: criterion) |", "|---|---|---|"]
+    for name, data in tuning["strategies"].items():
+        trials = "; ".join(f"{_settings(item['settings'])}: "
+                           + ("-" if item["criterion"] is None else f"{item['criterion']:.3f}")
+                           for item in data["trials"])
+        lines.append(f"| {name} | {_settings(data['settings'])} | {trials} |")
+    return lines + [""]
+
+
+def _settings(settings: dict) -> str:
+    return ", ".join(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+                     for key, value in settings.items()) or "defaults"
 
 
 def comparison_table(results: dict) -> list[str]:
@@ -285,6 +308,23 @@ def write_figures(results: dict, folder: Path, confusions: dict) -> list[Path]:
         axes[0][0].legend(fontsize=7, loc="upper left")
         written.append(_save(figure, "Forgetting: each corpus learned first, before and after the second corpus",
                              folder / "forgetting.png"))
+
+    tuning = results.get("tuning") or {}
+    for name, data in (tuning.get("strategies") or {}).items():
+        points = [item for item in data["trials"] if item.get("earlier_tasks") is not None]
+        keys = [key for key in (tuning.get("grid") or {}) if key in ("ewc_lambda", "lwf_alpha")]
+        if len(points) < 2 or not any(key in points[0]["settings"] for key in keys):
+            continue
+        figure, axis = plt.subplots(figsize=(5.5, 4.2))
+        for item in points:
+            axis.scatter(item["new_task"], item["earlier_tasks"], color="tab:red" if item["trial"] == data["chosen"]
+                         else "tab:blue")
+            axis.annotate(_settings(item["settings"]), (item["new_task"], item["earlier_tasks"]), fontsize=7,
+                          xytext=(4, 4), textcoords="offset points")
+        axis.set_xlabel("new task (validation macro F1 after the sequence)")
+        axis.set_ylabel("earlier tasks (validation macro F1 after the sequence)")
+        written.append(_save(figure, f"{name}: stability-plasticity over its tuning trials (red: chosen)",
+                             folder / f"tradeoff_{name}.png"))
 
     for strategy in strategies:
         folds = results["strategies"][strategy]["folds"]
