@@ -11,6 +11,7 @@ from transformers import AutoConfig, BertConfig, PretrainedConfig, Wav2Vec2Confi
 TASK_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 ADAPTER_METHODS = ("houlsby", "lora")
 MODALITIES = ("speech", "text")
+ADAPTER_INITS = ("bert", "houlsby", "reference")
 
 
 def _sub_config(value: Any, default_type: type[PretrainedConfig]) -> PretrainedConfig:
@@ -56,6 +57,14 @@ class MultimodalEmotionConfig(PretrainedConfig):
             once per utterance and cached (`features.py`), and training runs only the layers above: much faster,
             at the price of no adapters (and no dropout or SpecAugment) below the boundary. 0 (default): adapters
             in every layer, as in the reference method.
+        adapter_non_linearity: The Houlsby adapters' activation (`adapters`' default for `double_seq_bn` is
+            `swish`; the reference method used `gelu`).
+        adapter_init: `bert` (`adapters`' default: normal(0, 0.02) weights, zero biases), `houlsby` (truncated
+            normal(0, 0.01), zero biases) or `reference` (the reference method's: truncated normal(0, 0.001)
+            weights and biases): every one starts close to the identity.
+        task_layer_norms: Give every task its own copy of the two layer norms of each encoder layer that has
+            adapters, initialised from the pretrained ones and trained with the task's adapters (the reference
+            method's text adapters did so); the shared layer norms stay frozen.
     """
 
     model_type = "kemdy_multimodal_emotion"
@@ -76,6 +85,9 @@ class MultimodalEmotionConfig(PretrainedConfig):
         active_task: str | None = None,
         speech_layerdrop: float = 0.0,
         speech_frozen_layers: int = 0,
+        adapter_non_linearity: str = "swish",
+        adapter_init: str = "bert",
+        task_layer_norms: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -102,6 +114,11 @@ class MultimodalEmotionConfig(PretrainedConfig):
             raise ValueError(f"speech_frozen_layers must be in [0, {self.speech_config.num_hidden_layers}), got "
                              f"{speech_frozen_layers}: the top layer needs adapters")
         self.speech_frozen_layers = speech_frozen_layers
+        if adapter_init not in ADAPTER_INITS:
+            raise ValueError(f"adapter_init must be one of {ADAPTER_INITS}, got {adapter_init!r}")
+        self.adapter_non_linearity = adapter_non_linearity
+        self.adapter_init = adapter_init
+        self.task_layer_norms = task_layer_norms
 
 
 def check_task_name(name: str) -> None:

@@ -62,6 +62,9 @@ def build_model(model_args: ModelArguments, strategy: Strategy | str) -> Multimo
         lora_r=model_args.lora_r,
         lora_alpha=model_args.lora_alpha,
         speech_frozen_layers=model_args.speech_frozen_layers,
+        adapter_non_linearity=model_args.adapter_non_linearity,
+        adapter_init=model_args.adapter_init,
+        task_layer_norms=model_args.task_layer_norms,
     )
 
 

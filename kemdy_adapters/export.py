@@ -35,10 +35,12 @@ SPEECH_SHAPE_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_at
                        "conv_dim", "do_stable_layer_norm", "feat_extract_norm")
 
 
-ADAPTER_SETTINGS = ("adapter_method", "adapter_reduction_factor", "lora_r", "lora_alpha", "speech_frozen_layers")
+ADAPTER_SETTINGS = ("adapter_method", "adapter_reduction_factor", "lora_r", "lora_alpha", "speech_frozen_layers",
+                    "adapter_non_linearity", "adapter_init", "task_layer_norms")
 """The model settings a task's adapters were built with; a model must match them to load the task."""
 HEAD_SETTINGS = ("projector_size", "dropout")
-SETTING_DEFAULTS = {"speech_frozen_layers": 0}  # settings older exports do not record
+SETTING_DEFAULTS = {"speech_frozen_layers": 0, "adapter_non_linearity": "swish", "adapter_init": "bert",
+                    "task_layer_norms": False}  # settings older exports do not record
 
 
 def model_settings(config: dict) -> dict:
@@ -231,6 +233,9 @@ def remove_task(model, name: str) -> None:
     if model.config.tasks[name]["adapters"]:
         for encoder in (model.text_encoder, model.speech_encoder):
             encoder.delete_adapter(name)
+        if model.config.task_layer_norms:
+            for layer, attribute in model._adapted_layer_norms():
+                getattr(layer, attribute).remove(name)
     del model.heads[name]
     del model.config.tasks[name]
     if model.config.active_task == name:

@@ -66,6 +66,39 @@ class TaskHead(nn.Module):
             nn.init.zeros_(layer.bias)
 
 
+class TaskLayerNorm(nn.Module):
+    """A layer norm with one copy per task: the active task's copy if it has one, else the shared (`base`) one.
+
+    Replaces an encoder layer's layer norm when `task_layer_norms` is set, so that a task's adapters come with
+    their own layer-norm parameters (initialised from the pretrained ones) while the shared ones stay frozen and
+    every other task keeps its own. The active task is read from `state`, which the model sets."""
+
+    def __init__(self, base: nn.LayerNorm, state: dict):
+        super().__init__()
+        self.base = base
+        self.tasks = nn.ModuleDict()
+        self.state = state  # a plain dict shared with the model, not a module or parameter
+
+    def add(self, task: str) -> None:
+        self.tasks[task] = copy.deepcopy(self.base)
+
+    def remove(self, task: str) -> None:
+        if task in self.tasks:
+            del self.tasks[task]
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight
+
+    @property
+    def bias(self) -> torch.Tensor:
+        return self.base.bias
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        task = self.state.get("task")
+        return (self.tasks[task] if task in self.tasks else self.base)(hidden)
+
+
 class MultimodalEmotionModel(PreTrainedModel):
     """Speech + text emotion classifier with one set of adapters and one head per task.
 
@@ -100,6 +133,10 @@ class MultimodalEmotionModel(PreTrainedModel):
         self.speech_encoder.config.layerdrop = config.speech_layerdrop
         adapters.init(self.text_encoder)
         adapters.init(self.speech_encoder, interface=wav2vec2_interface(self.speech_encoder.config))
+        self._norm_state: dict = {"task": None}
+        if config.task_layer_norms:
+            for layer, name in self._adapted_layer_norms():
+                setattr(layer, name, TaskLayerNorm(getattr(layer, name), self._norm_state))
         self.heads = nn.ModuleDict()
         for name in config.tasks:
             self._build_task(name)
@@ -172,13 +209,37 @@ class MultimodalEmotionModel(PreTrainedModel):
         leave_out = list(range(self.config.speech_frozen_layers)) if part == "speech" else []
         if self.config.adapter_method == "lora":
             return LoRAConfig(r=self.config.lora_r, alpha=self.config.lora_alpha, leave_out=leave_out)
-        return DoubleSeqBnConfig(reduction_factor=self.config.adapter_reduction_factor, leave_out=leave_out)
+        # `reference` is applied after creation (_reference_init); adapters builds it from its `bert` default.
+        init = "bert" if self.config.adapter_init == "reference" else self.config.adapter_init
+        return DoubleSeqBnConfig(reduction_factor=self.config.adapter_reduction_factor, leave_out=leave_out,
+                                 non_linearity=self.config.adapter_non_linearity, init_weights=init)
+
+    def _adapted_layer_norms(self) -> list[tuple[nn.Module, str]]:
+        """(module, attribute) of the two layer norms of every encoder layer that has adapters."""
+        found = []
+        for layer in self.text_encoder.encoder.layer:
+            found += [(layer.attention.output, "LayerNorm"), (layer.output, "LayerNorm")]
+        for layer in self.speech_encoder.encoder.layers[self.config.speech_frozen_layers:]:
+            found += [(layer, "layer_norm"), (layer, "final_layer_norm")]
+        return found
+
+    def _reference_init(self, name: str) -> None:
+        """The reference method's adapter initialisation: truncated normal(0, 1e-3) weights and biases."""
+        with torch.no_grad():
+            for key, parameter in self.named_parameters():
+                if key.startswith(("text_encoder.", "speech_encoder.")) and f"adapters.{name}." in key:
+                    nn.init.trunc_normal_(parameter, std=1e-3, a=-2e-3, b=2e-3)
 
     def _build_task(self, name: str) -> None:
         spec = self.config.tasks[name]
         if spec["adapters"]:
             self.text_encoder.add_adapter(name, config=self.adapter_config("text"))
             self.speech_encoder.add_adapter(name, config=self.adapter_config("speech"))
+            if self.config.adapter_init == "reference" and self.config.adapter_method != "lora":
+                self._reference_init(name)
+            if self.config.task_layer_norms:
+                for layer, attribute in self._adapted_layer_norms():
+                    getattr(layer, attribute).add(name)
         self.heads[name] = TaskHead(
             text_size=self.config.text_config.hidden_size,
             speech_size=self.config.speech_config.hidden_size,
@@ -236,7 +297,15 @@ class MultimodalEmotionModel(PreTrainedModel):
         active = name if self.config.tasks[name]["adapters"] else None
         for encoder in (self.text_encoder, self.speech_encoder):
             encoder.set_active_adapters(active)
+        self._norm_state["task"] = active
         self.config.active_task = name
+
+    def deactivate_tasks(self) -> None:
+        """No task's adapters or layer norms in forward passes (the frozen base alone) until the next
+        `set_active_task`."""
+        for encoder in (self.text_encoder, self.speech_encoder):
+            encoder.set_active_adapters(None)
+        self._norm_state["task"] = None
 
     def train_task(self, name: str, full: bool = False) -> None:
         """Prepares to train one task: only its adapters and head get gradients (`full=True`: also both
@@ -249,6 +318,10 @@ class MultimodalEmotionModel(PreTrainedModel):
         if self.config.tasks[name]["adapters"]:
             for encoder in (self.text_encoder, self.speech_encoder):
                 encoder.train_adapter(name)
+            self._norm_state["task"] = name  # train_adapter activates the adapters; the norms follow
+            for key, parameter in self.named_parameters():
+                if ".tasks." in key and key.endswith((f".tasks.{name}.weight", f".tasks.{name}.bias")):
+                    parameter.requires_grad = True
         if full:
             others = {key for task in self.tasks if task != name for key in self.task_parameter_names(task)}
             for key, parameter in self.named_parameters():

@@ -122,6 +122,7 @@ def render_markdown(results: dict) -> str:
         return "\n".join(lines + ["No cell has finished yet."]) + "\n"
     lines += scenario_table(results)
     lines += tuning_table(results)
+    lines += protocol_section(results)
     lines += ["## What each task retains", "",
               "Cell (task X, strategy S): X's score after S learned X **first** and then every other task of the "
               "order, i.e. what X keeps after the whole sequence (task_a: X trained alone). Test sessions of each "
@@ -152,6 +153,71 @@ def render_markdown(results: dict) -> str:
     lines += ["Figures: `figures/` (confusion matrices, forgetting chart, score-matrix heatmaps). "
               "Per-cell details: `runs/<strategy>/fold<k>/<order>/`."]
     return "\n".join(lines) + "\n"
+
+
+REFERENCE_SETTINGS = {
+    # (argument group, field): (the reference's value, how to say it)
+    ("training", "lr_scheduler_type"): ("constant", "learning-rate schedule"),
+    ("training", "weight_decay"): (0.01, "AdamW weight decay"),
+    ("training", "max_grad_norm"): (0.0, "gradient clipping norm (0: none)"),
+    ("training", "learning_rate"): (1e-5, "learning rate"),
+    ("training", "per_device_train_batch_size"): (8, "batch size"),
+    ("training", "num_train_epochs"): (40, "epochs"),
+    ("training", "seed"): (12, "seed"),
+    ("training", "selection_metric"): ("micro_f1", "epoch-selection metric"),
+    ("training", "ewc_lambda"): (5000, "EWC lambda"),
+    ("model", "adapter_reduction_factor"): (12, "adapter reduction factor (bottleneck 64 at 768)"),
+    ("model", "adapter_non_linearity"): ("gelu", "adapter activation"),
+    ("model", "adapter_init"): ("reference", "adapter initialisation"),
+    ("model", "task_layer_norms"): (True, "task-specific layer norms"),
+    ("model", "projector_size"): (256, "speech projector size"),
+    ("data", "max_text_length"): (256, "text tokens"),
+    ("data", "max_speech_seconds"): (5.0, "speech crop (s)"),
+    ("data", "n_folds"): (5, "session folds"),
+}
+PROTOCOL = (
+    "Tasks are learned strictly in sequence; the reference's `adapter` run trained both corpora alternately in "
+    "every epoch (here that setting is `joint`).",
+    "One model is scored after each task on every task (the matrix R), not each task with its own best "
+    "checkpoint; weighted F1, macro F1, UAR and accuracy, macro F1 and UAR over the classes of each test set.",
+    "EWC's Fisher comes from the earlier task's training data (in one order the reference used the new task's), "
+    "from a seeded random sample of `fisher_samples` utterances, in eval mode (no dropout), from per-utterance "
+    "gradients (the empirical Fisher).",
+    "Speech adapters are Houlsby bottleneck adapters inside every Wav2Vec2 layer (the reference: a stack of "
+    "strided convolutions after the frozen encoder, about 10.6 M parameters per task); with task-specific layer "
+    "norms, Wav2Vec2's layers get them too (the reference's text adapters only had them).",
+    "The convolutional feature encoder is frozen in every strategy (the reference's fine-tuning baseline trained "
+    "it), as transformers recommends; its output is computed once per utterance and cached.",
+    "Text adapters are the `adapters` library's `double_seq_bn` (the reference's own Houlsby module at the same "
+    "two positions); AdamW is torch's fused kernel (the same update rule).",
+    "Audio is read with soundfile and resampled with soxr (no torchaudio), so resampled corpora may differ in "
+    "the last bits.",
+    "Strategies are tuned by one rule when a tuning grid is given (see Tuning); the reference used one learning "
+    "rate for everything.",
+)
+
+
+def protocol_deviations(config: dict) -> list[str]:
+    """The run's settings that differ from the reference's (`config`: results["config"]), one line each."""
+    lines = []
+    for (group, key), (reference, what) in REFERENCE_SETTINGS.items():
+        if key not in config.get(group, {}):
+            continue
+        value = config[group][key]
+        value = str(value).split(".")[-1].lower() if key == "lr_scheduler_type" else value
+        if value != reference and not (isinstance(reference, float) and value == float(reference)):
+            lines.append(f"{what}: {value} (reference: {reference})")
+    return lines
+
+
+def protocol_section(results: dict) -> list[str]:
+    specific = protocol_deviations(results.get("config", {}))
+    lines = ["## Protocol", "", "Session-wise cross-validation as the reference (its folds exactly). Deviations "
+             "from the reference method that hold for every run:", ""]
+    lines += [f"- {line}" for line in PROTOCOL]
+    lines += ["", "Settings of this run that differ from the reference's:" if specific else
+              "No setting of this run differs from the reference's.", ""]
+    return lines + [f"- {line}" for line in specific] + ([""] if specific else [])
 
 
 def tuning_table(results: dict) -> list[str]:

@@ -61,8 +61,7 @@ def routing_features(model, batch: dict, kind: str = DEFAULT_KIND) -> torch.Tens
         mean, std = _masked_mean_std(frames, mask)
         return torch.cat([text, mean, std], dim=-1).float()
     active = model.active_task
-    for encoder in (model.text_encoder, model.speech_encoder):
-        encoder.set_active_adapters(None)
+    model.deactivate_tasks()
     try:
         text = model.text_encoder(input_ids=input_ids, attention_mask=attention_mask,
                                   token_type_ids=batch.get("token_type_ids")).pooler_output

@@ -37,6 +37,12 @@ class ModelArguments:
     dropout: float = field(default=0.1, metadata={"help": "dropout before the classifier"})
     speech_frozen_layers: int = field(
         default=0, metadata={"help": "lowest Wav2Vec2 layers without adapters; cached once in adapter strategies"})
+    adapter_non_linearity: str = field(
+        default="swish", metadata={"help": "Houlsby adapters' activation (the reference method: gelu)"})
+    adapter_init: str = field(
+        default="bert", metadata={"help": "adapter initialisation: bert, houlsby or reference (all near identity)"})
+    task_layer_norms: bool = field(
+        default=False, metadata={"help": "a copy of every adapted layer's layer norms per task (the reference's)"})
 
 
 @dataclass

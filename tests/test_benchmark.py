@@ -126,12 +126,24 @@ def test_reference_config_reproduces_the_reference_settings():
 
     config = Path(__file__).resolve().parent.parent / "examples" / "configs" / "reference.yaml"
     bench, model_args, data_args, args = parse_benchmark_arguments([str(config)])
-    assert bench.strategies == ["task_a", "finetune", "ewc", "adapter", "adapter_wo_pretrain"]
+    assert bench.strategies == ["task_a", "finetune", "ewc", "adapter", "adapter_wo_pretrain", "joint", "lwf"]
     assert bench.folds == [0, 1, 2, 3, 4] and bench.order_lists() == [["kemdy19", "kemdy20"], ["kemdy20", "kemdy19"]]
     assert (model_args.text_model, model_args.speech_model) == ("klue/bert-base", "facebook/wav2vec2-base-960h")
     assert (args.learning_rate, args.per_device_train_batch_size, args.num_train_epochs) == (1e-5, 8, 40)
     assert (args.ewc_lambda, data_args.max_text_length, data_args.max_speech_seconds) == (5000, 256, 5.0)
     assert args.class_balanced_sampling and args.metric_for_best_model == "micro_f1"
+    # The reference's optimisation: constant learning rate, AdamW's default weight decay, no clipping, seed 12.
+    assert str(args.lr_scheduler_type) in ("constant", "SchedulerType.CONSTANT")
+    assert (args.weight_decay, args.max_grad_norm, args.seed) == (0.01, 0.0, 12)
+    assert "adamw" in str(args.optim).lower()
+    # The reference's adapter variant.
+    assert (model_args.adapter_non_linearity, model_args.adapter_init, model_args.task_layer_norms) == (
+        "gelu", "reference", True)
+    assert model_args.adapter_reduction_factor == 12 and args.fisher_samples >= 1_000_000
+    from kemdy_adapters.report import protocol_deviations
+
+    specific = protocol_deviations({"training": args.to_dict(), "model": vars(model_args)})
+    assert not [line for line in specific if "reference:" in line]  # nothing run-specific deviates
 
 
 def test_floors_beside_every_score(finished, sample_corpus):

@@ -317,3 +317,39 @@ def test_task_export_records_the_frozen_speech_layers(base_checkpoints, tmp_path
     everywhere = MultimodalEmotionModel.from_encoders(str(text), str(speech), projector_size=16)
     with pytest.raises(TaskExportError, match="speech_frozen_layers: task has 1, model has 0"):
         everywhere.load_task(tmp_path / "task")
+
+
+REFERENCE_VARIANT = {"adapter_non_linearity": "gelu", "adapter_init": "reference", "task_layer_norms": True}
+
+
+def test_reference_adapter_variant_keeps_tasks_apart(base_checkpoints, tmp_path):
+    text, speech = base_checkpoints
+    model = MultimodalEmotionModel.from_encoders(str(text), str(speech), tasks={"kemdy19": None, "kemdy20": None},
+                                                 projector_size=16, **REFERENCE_VARIANT)
+    config = model.text_encoder.adapters_config.get("kemdy20")
+    assert config["non_linearity"] == "gelu"
+    adapter_weights = [p for k, p in model.named_parameters() if "adapters.kemdy20." in k]
+    assert adapter_weights and all(p.abs().max() <= 2e-3 for p in adapter_weights)  # near identity
+    norm = model.text_encoder.encoder.layer[0].output.LayerNorm
+    assert set(norm.tasks) == {"kemdy19", "kemdy20"} and torch.equal(norm.tasks["kemdy19"].weight, norm.base.weight)
+    probe = batch(seed=4)
+    before = logits(model, probe, "kemdy19")
+    shared = norm.base.weight.detach().clone()
+    train_steps(model, "kemdy20")
+    assert torch.equal(logits(model, probe, "kemdy19"), before)  # kemdy19 untouched, its norms included
+    assert torch.equal(norm.base.weight, shared)  # the shared layer norms stay frozen
+    assert not torch.equal(norm.tasks["kemdy20"].weight, norm.base.weight)  # kemdy20 trained its own copy
+    names = model.task_parameter_names("kemdy20")
+    assert any(".LayerNorm.tasks.kemdy20." in key for key in names)
+    assert any(".final_layer_norm.tasks.kemdy20." in key for key in names)
+    model.save_task(tmp_path / "kemdy20", "kemdy20")
+    assert json.loads((tmp_path / "kemdy20" / "task_config.json").read_text())["task_layer_norms"] is True
+    fresh = MultimodalEmotionModel.from_encoders(str(text), str(speech), projector_size=16, **REFERENCE_VARIANT)
+    fresh.load_task(tmp_path / "kemdy20")
+    assert torch.equal(logits(fresh, probe, "kemdy20"), logits(model, probe, "kemdy20"))
+    plain = MultimodalEmotionModel.from_encoders(str(text), str(speech), projector_size=16)
+    with pytest.raises(TaskExportError, match="task_layer_norms: task has True, model has False"):
+        plain.load_task(tmp_path / "kemdy20")
+    model.save_pretrained(tmp_path / "whole")
+    again = MultimodalEmotionModel.from_pretrained(tmp_path / "whole")
+    assert torch.equal(logits(again, probe, "kemdy20"), logits(model, probe, "kemdy20"))
