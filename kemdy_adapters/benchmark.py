@@ -328,6 +328,7 @@ class Benchmark:
         if self.bench.tuning_grid:
             self.tuning = self.tune()
             self.write_report()
+        cells_started = time.time()  # the estimate of what is left counts the cells' time only
         for position, cell in enumerate(self.cells, start=1):
             seed = f" seed {cell.seed}" if self.bench.seeds else ""
             label = (f"[{position}/{total}] {cell.strategy} fold {cell.fold}{seed} "
@@ -337,7 +338,7 @@ class Benchmark:
                 continue
             elapsed = time.time() - started
             remaining = total - position + 1
-            estimate = f", about {_duration(elapsed / ran * remaining)} left" if ran else ""
+            estimate = f", about {_duration((time.time() - cells_started) / ran * remaining)} left" if ran else ""
             if self._reuse_trial(cell):
                 self._say(f"{label}: the chosen tuning trial's run")
                 continue
