@@ -282,57 +282,66 @@ class ContinualRun:
                 raise FileNotFoundError(f"task {task!r} ({self.strategy.name}) needs {path} from the earlier task "
                                         f"{previous!r}, which is missing; remove {self.output} to start over")
 
+    def _fit(self, model: MultimodalEmotionModel, step: str, train, validation, **extra):
+        """One Trainer for one step (a task, or the joint step), resumed from its last checkpoint if any."""
+        args = self._task_args(step)
+        trainer = ContinualTrainer(
+            model=model, args=args, train_dataset=train, eval_dataset=validation, data_collator=self.collator,
+            compute_metrics=compute_metrics, callbacks=list(self.callbacks), **extra)
+        checkpoint = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+        if checkpoint:
+            logger.info("%s: resuming %s from %s", self.output, step, checkpoint)
+        return trainer, trainer.train(resume_from_checkpoint=checkpoint)
+
+    def _score(self, trainer, model, heads: dict, inputs: dict) -> tuple[dict, dict]:
+        """One row of R on the test sessions, and the same row on the validation sessions (what tuning may look
+        at; never the test sessions)."""
+        tests = score_row(trainer, model, heads, {task: inputs[task]["test"] for task in self.order})
+        validation = score_row(trainer, model, heads, {task: inputs[task]["validation"] for task in self.order},
+                               confusions=False)
+        return tests, validation
+
+    def _finish(self, step: str, trainer, output, record: dict) -> None:
+        """Writes the step's scores.json (the mark of a finished step) and drops its checkpoints."""
+        if _is_main(self.args):
+            write_json(self.layout.scores(step), {
+                "task": step, **record, "best_epoch": _best_epoch(trainer),
+                "train_seconds": output.metrics.get("train_runtime", 0.0),
+                "log_history": trainer.state.log_history})
+            if not self.args.keep_checkpoints:
+                shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
+
     def _train_task(self, index: int, task: str) -> None:
         self._check_previous(index, task)
         model = self._model_before(index)
         # New heads and adapters are initialised from the seed, not from whatever drew random numbers before.
         set_seed(self.args.seed + index)
-        teacher = teacher_heads = None
+        extra = {}
         if self.strategy.distills and index > 0:
             # LwF's teacher: the model as the earlier tasks left it, frozen; it answers with the heads it has.
             teacher = copy.deepcopy(model).eval()
             teacher.requires_grad_(False)
-            teacher_heads = list(teacher.tasks)
+            extra.update(teacher=teacher, teacher_heads=list(teacher.tasks))
         head = self._prepare_strategy(model, task)
-        ewc_state = None
         if self.strategy.consolidates and index > 0:
-            ewc_state = EWCState.load(self.layout.ewc(self.order[index - 1]))
+            extra["ewc_state"] = EWCState.load(self.layout.ewc(self.order[index - 1]))
         trainable = model.num_parameters(only_trainable=True)
-        args = self._task_args(task)
         inputs = self._inputs(model)
-        data = inputs[task]
-        trainer = ContinualTrainer(
-            model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],
-            data_collator=self.collator, compute_metrics=compute_metrics, ewc_state=ewc_state,
-            teacher=teacher, teacher_heads=teacher_heads, callbacks=list(self.callbacks))
-        checkpoint = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
-        if checkpoint:
-            logger.info("%s: resuming task %s from %s", self.output, task, checkpoint)
-        output = trainer.train(resume_from_checkpoint=checkpoint)
-        best_epoch = _best_epoch(trainer)
+        trainer, output = self._fit(model, task, inputs[task]["train"], inputs[task]["validation"], **extra)
         model = trainer.model
         self._check_received_unchanged(model)
 
         # Persist what the next task (or a rerun) needs, then the scores, which mark the task finished.
         export_bytes = self._persist(model, index, task, head, inputs)
-        heads = self._scored_heads(model, task)
-        scores = score_row(trainer, model, heads, {other: inputs[other]["test"] for other in self.order})
-        # The same row on the validation sessions: what tuning may look at (never the test sessions).
-        validation = score_row(trainer, model, heads, {other: inputs[other]["validation"] for other in self.order},
-                               confusions=False)
+        scores, validation = self._score(trainer, model, self._scored_heads(model, task), inputs)
         agnostic = None
         if self.strategy.adapters and index == len(self.order) - 1 and len(self.order) + len(self.received) > 1:
             agnostic = self._score_agnostic(model, inputs)
-        if _is_main(self.args):
-            write_json(self.layout.scores(task), {
-                "task": task, "head": head, "scores": scores, "validation": validation, "task_agnostic": agnostic,
-                "best_epoch": best_epoch,
-                "train_seconds": output.metrics.get("train_runtime", 0.0), "trainable_parameters": trainable,
-                "export_bytes": export_bytes, "log_history": trainer.state.log_history})
-            if not self.args.keep_checkpoints:
-                shutil.rmtree(args.output_dir, ignore_errors=True)
-            if index > 0 and self.strategy.carries_model and not self.strategy.adapters:
-                shutil.rmtree(self.layout.model(self.order[index - 1]), ignore_errors=True)
+        self._finish(task, trainer, output, {
+            "head": head, "scores": scores, "validation": validation, "task_agnostic": agnostic,
+            "trainable_parameters": trainable, "export_bytes": export_bytes})
+        if _is_main(self.args) and index > 0 and self.strategy.carries_model and not self.strategy.adapters:
+            shutil.rmtree(self.layout.model(self.order[index - 1]), ignore_errors=True)
         _barrier()
         self.model, self.model_step = model, index
 
@@ -350,25 +359,11 @@ class ContinualRun:
         inputs = self._inputs(model)
         union = {split: datasets.concatenate_datasets([inputs[task][split] for task in self.order])
                  for split in ("train", "validation")}
-        args = self._task_args(JOINT_STEP)
-        trainer = ContinualTrainer(
-            model=model, args=args, train_dataset=union["train"], eval_dataset=union["validation"],
-            data_collator=self.collator, compute_metrics=compute_metrics, callbacks=list(self.callbacks))
-        checkpoint = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
-        output = trainer.train(resume_from_checkpoint=checkpoint)
-        model = trainer.model
-        heads = {task: SHARED_HEAD for task in self.order}
-        scores = score_row(trainer, model, heads, {task: inputs[task]["test"] for task in self.order})
-        validation = score_row(trainer, model, heads, {task: inputs[task]["validation"] for task in self.order},
-                               confusions=False)
-        if _is_main(self.args):
-            write_json(self.layout.scores(JOINT_STEP), {
-                "task": JOINT_STEP, "head": SHARED_HEAD, "scores": scores, "validation": validation,
-                "task_agnostic": None, "best_epoch": _best_epoch(trainer),
-                "train_seconds": output.metrics.get("train_runtime", 0.0), "trainable_parameters": trainable,
-                "export_bytes": 0, "log_history": trainer.state.log_history})
-            if not self.args.keep_checkpoints:
-                shutil.rmtree(args.output_dir, ignore_errors=True)
+        trainer, output = self._fit(model, JOINT_STEP, union["train"], union["validation"])
+        scores, validation = self._score(trainer, trainer.model, {task: SHARED_HEAD for task in self.order}, inputs)
+        self._finish(JOINT_STEP, trainer, output, {
+            "head": SHARED_HEAD, "scores": scores, "validation": validation, "task_agnostic": None,
+            "trainable_parameters": trainable, "export_bytes": 0})
         _barrier()
 
     def _check_received_unchanged(self, model: MultimodalEmotionModel) -> None:

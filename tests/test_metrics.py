@@ -29,6 +29,24 @@ def test_always_neutral_on_a_neutral_heavy_set():
     assert scores["uar"] == pytest.approx(0.5)
 
 
+def test_macro_f1_and_uar_average_over_the_reference_classes():
+    """A class that occurs only among the predictions does not enter the average (it stays an error)."""
+    references = [0, 0, 1, 1]
+    predictions = [0, 2, 1, 1]  # class 2 is predicted but absent from the references
+    scores = classification_scores(predictions, references)
+    # class 0: P 1, R 1/2 -> F1 2/3; class 1: P 1, R 1 -> F1 1; over the reference classes {0, 1} only
+    assert scores["macro_f1"] == pytest.approx((2 / 3 + 1) / 2)
+    assert scores["uar"] == pytest.approx((1 / 2 + 1) / 2)
+    routed_away = classification_scores([-1, 0, 1, 1], references)  # -1: routed to a task with other labels
+    assert routed_away["macro_f1"] == pytest.approx((2 / 3 + 1) / 2) and routed_away["accuracy"] == 0.75
+
+
+def test_matrix_summary_of_order_free_strategies():
+    matrix = [[0.6, None], [None, 0.4]]  # task_a: each task alone
+    assert matrix_summary(matrix, sequential=False) == {"average": pytest.approx(0.5), "bwt": None,
+                                                         "forgetting": None}
+
+
 def test_confusion_rows_are_references():
     assert confusion([0, 1, 1], [0, 0, 1], 3) == [[1, 1, 0], [0, 1, 0], [0, 0, 0]]
 
