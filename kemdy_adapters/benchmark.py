@@ -27,7 +27,7 @@ from .continual import ContinualRun, load_fold, make_processor
 from .layout import BenchmarkLayout
 from .metrics import METRICS
 from .statistics import paired, summarize
-from .storage import read_json, write_json
+from .storage import RunLock, ensure_writable, read_json, write_json
 from .strategies import STRATEGIES, get_strategy
 from .tasks import split_task_items
 from .training_args import (
@@ -158,9 +158,10 @@ class Benchmark:
 
     def __init__(self, bench: BenchmarkArguments, model_args: ModelArguments, data_args: DataArguments,
                  args: ContinualTrainingArguments, callbacks: list | None = None):
+        check_cells(bench, data_args)
         self.bench, self.model_args, self.data_args, self.args = bench, model_args, data_args, args
         self.callbacks = callbacks or []
-        self.output = Path(args.output_dir)
+        self.output = ensure_writable(args.output_dir)
         self.layout = BenchmarkLayout(self.output)
         self.orders = bench.order_lists()
         tasks = {task for order in self.orders for task in order}
@@ -316,6 +317,13 @@ class Benchmark:
         return True
 
     def run(self) -> dict:
+        """Runs every unfinished cell (holding the folder's lock, see `storage.RunLock`) and returns results."""
+        if self.args.process_index != 0:
+            return self._run()
+        with RunLock(self.output, command="kemdy-adapters benchmark"):
+            return self._run()
+
+    def _run(self) -> dict:
         started, ran = time.time(), 0
         total = len(self.cells)
         self.write_report()  # valid from the start: progress 0 of N, or what an earlier invocation finished
@@ -545,6 +553,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def check_cells(bench: BenchmarkArguments, data_args: DataArguments) -> None:
+    """Refuses a benchmark that would run no cell, or cells that cannot exist, before any work."""
+    bad = [fold for fold in bench.folds if not 0 <= fold < data_args.n_folds]
+    if bad or not bench.folds:
+        raise ValueError(f"folds must be distinct values in 0..{data_args.n_folds - 1} (n_folds "
+                         f"{data_args.n_folds}), got {bench.folds}")
+    if len(set(bench.folds)) != len(bench.folds) or (bench.seeds and len(set(bench.seeds)) != len(bench.seeds)):
+        raise ValueError(f"folds and seeds must be distinct, got folds {bench.folds}, seeds {bench.seeds}")
+    if not bench.strategies or not bench.orders:
+        raise ValueError("a benchmark needs at least one strategy and one order")
+
+
 def parse_benchmark_arguments(argv: list[str] | None = None):
     """Flags, or one YAML/JSON file, into (BenchmarkArguments, ModelArguments, DataArguments, training args)."""
     from transformers import HfArgumentParser
@@ -552,6 +572,7 @@ def parse_benchmark_arguments(argv: list[str] | None = None):
     parser = HfArgumentParser((BenchmarkArguments, ModelArguments, DataArguments, ContinualTrainingArguments),
                               prog="kemdy-adapters benchmark")
     bench, model_args, data_args, args = parse_with(parser, argv)
+    check_cells(bench, data_args)
     tasks = sorted({task for order in bench.order_lists() for task in order})
     check_task_sources(data_args, tasks, {**args.task_locations, **bench.task_locations})
     return bench, model_args, data_args, args

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import sys
 import time
 from collections import Counter
 from pathlib import Path
-
-# Nothing here reaches a model hub, and the loading scripts are local code.
-os.environ.setdefault("HF_DATASETS_TRUST_REMOTE_CODE", "1")
 
 logger = logging.getLogger("kemdy_adapters")
 
@@ -115,17 +111,26 @@ def _predict(args: argparse.Namespace) -> int:
     from .inference import EmotionRecognizer, items_from
 
     items = items_from(wav=args.wav, text=args.text, folder=args.folder, manifest=args.manifest)
+    stream = None
+    if args.output:  # before the model loads: a bad output path fails at once
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        stream = open(args.output, "w", encoding="utf-8")
     started = time.time()
-    recognizer = EmotionRecognizer.from_pretrained(
-        args.task, text_model=args.text_model, speech_model=args.speech_model, revision=args.revision,
-        cache_dir=args.cache_dir, int8=args.int8)
+    try:
+        recognizer = EmotionRecognizer.from_pretrained(
+            args.task, text_model=args.text_model, speech_model=args.speech_model, revision=args.revision,
+            cache_dir=args.cache_dir, int8=args.int8, allow_unverified=args.allow_unverified)
+    except BaseException:
+        if stream:
+            stream.close()
+        raise
     print(f"loaded tasks {recognizer.tasks} in {time.time() - started:.1f} s"
           f"{' (routing: ' + recognizer.router.kind + ')' if recognizer.router else ''}", file=sys.stderr)
-    stream = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    stream = stream or sys.stdout
     failed = seconds = 0
     try:
         for record in recognizer.predict_many(items, task=args.use_task):
-            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            stream.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
             stream.flush()
             if "error" in record:
                 failed += 1
@@ -228,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--speech-model", default=None, help="override the speech checkpoint the tasks record")
     predict.add_argument("--revision", default=None, help="Hub revision of the task repositories")
     predict.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
+    predict.add_argument("--allow-unverified", action="store_true",
+                         help="load task folders without an integrity record (older exports) unchecked")
     predict.add_argument("--int8", action="store_true",
                          help="dynamic int8 quantisation of the linear layers (CPU serving; see README, Speed)")
     predict.set_defaults(func=_predict)
@@ -250,19 +257,26 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("train", "benchmark"):
         # HfArgumentParser owns these flags (and their --help).
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        return (_train if argv[0] == "train" else _benchmark)(argv[1:])
+        return _reported(argv[0], lambda: (_train if argv[0] == "train" else _benchmark)(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    return _reported(args.command, lambda: args.func(args))
+
+
+def _reported(command: str, call) -> int:
+    """Runs a command; a user's error (bad argument, file or corpus) becomes one line and exit status 2, as
+    argparse does, and no traceback. Programming errors keep theirs."""
     from .corpus import CorpusFormatError
+    from .storage import RunLockedError
 
     try:
-        return args.func(args)
-    except (CorpusFormatError, FileExistsError, FileNotFoundError, ValueError, OSError) as error:
-        print(f"kemdy-adapters {args.command}: error: {error}", file=sys.stderr)
-        return 1
+        return call()
+    except (CorpusFormatError, RunLockedError, ValueError, OSError) as error:
+        print(f"kemdy-adapters {command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

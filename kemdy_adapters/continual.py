@@ -12,6 +12,7 @@ recomputed or lost.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -21,11 +22,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from .data import MultimodalCollator, MultimodalProcessor, load_task_splits
 from .ewc import EWCState, consolidate, estimate_fisher
-from .export import read_task_config
+from .export import read_task_config, seal_task
 from .features import feature_encoder_digest, with_speech_features
 from .hub import resolve_task as resolve_task_location
 from .layout import RunLayout
@@ -33,7 +33,7 @@ from .metrics import METRICS, compute_metrics, matrix_summary
 from .modeling import MultimodalEmotionModel
 from .routing import KINDS, TaskStatistics, load_statistics, save_statistics
 from .scoring import score_agnostic, score_row
-from .storage import read_json, write_json
+from .storage import RunLock, ensure_writable, read_json, write_json
 from .strategies import SHARED_HEAD, Strategy, get_strategy
 from .tasks import TaskSpec
 from .trainer import ContinualTrainer
@@ -135,6 +135,7 @@ class ContinualRun:
         if self.strategy.consolidates and len(self.order) < 2:
             raise ValueError(f"strategy {self.strategy.name!r} needs at least two tasks: it consolidates an earlier "
                              "task")
+        ensure_writable(self.output)
         self.received = self._receive(args.from_tasks)
         self.processor = make_processor(model_args, data_args)
         self.collator = MultimodalCollator(self.processor.tokenizer)
@@ -209,7 +210,8 @@ class ContinualRun:
         else:
             model = MultimodalEmotionModel.from_pretrained(self.layout.base)
         for task in self.received:
-            model.load_task(task["folder"], expected_labels=task["labels"], same_base=True)
+            model.load_task(task["folder"], expected_labels=task["labels"], same_base=True,
+                            allow_unverified=self.args.allow_unverified_tasks)
         return model
 
     def _model_before(self, index: int) -> MultimodalEmotionModel:
@@ -245,7 +247,14 @@ class ContinualRun:
 
     # ----------------------------------------------------------------------------------------------- loop
     def run(self) -> dict:
-        """Trains every unfinished task in order and returns the sequence's results (also `results.json`)."""
+        """Trains every unfinished task in order and returns the sequence's results (also `results.json`),
+        holding the run folder's lock (`storage.RunLock`) in the main process."""
+        if not _is_main(self.args):
+            return self._run()
+        with RunLock(self.output, command=f"kemdy-adapters {self.strategy.name} run"):
+            return self._run()
+
+    def _run(self) -> dict:
         if _is_main(self.args):
             write_json(self.layout.run_json, {
                 "strategy": self.strategy.name, "order": self.order, "fold": self.data_args.fold,
@@ -288,7 +297,7 @@ class ContinualRun:
         trainer = ContinualTrainer(
             model=model, args=args, train_dataset=train, eval_dataset=validation, data_collator=self.collator,
             compute_metrics=compute_metrics, callbacks=list(self.callbacks), **extra)
-        checkpoint = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+        checkpoint = last_complete_checkpoint(args.output_dir, remove_incomplete=_is_main(self.args))
         if checkpoint:
             logger.info("%s: resuming %s from %s", self.output, step, checkpoint)
         return trainer, trainer.train(resume_from_checkpoint=checkpoint)
@@ -398,6 +407,7 @@ class ContinualRun:
                 statistics = [TaskStatistics.from_dataset(model, train, self.collator, kind,
                                                           self.args.per_device_eval_batch_size) for kind in KINDS]
                 size += save_statistics(export, statistics).stat().st_size
+                seal_task(export)  # the integrity record covers the routing statistics too
             elif self.strategy.carries_model and not last:
                 model.save_pretrained(self.layout.model(task))
                 size = (self.layout.model(task) / "model.safetensors").stat().st_size
@@ -458,6 +468,27 @@ def _public(task: dict) -> dict:
     """What results and run.json record of a received task (no local cache path)."""
     return {key: task[key] for key in ("task", "source", "labels", "weights_sha256")}
 
+
+
+def last_complete_checkpoint(folder, remove_incomplete: bool = True) -> str | None:
+    """The newest Trainer checkpoint in `folder` that was saved completely (its `trainer_state.json`, which
+    Trainer writes last, exists and parses); newer incomplete ones (a process killed while saving) are said and,
+    with `remove_incomplete`, removed, so that neither resuming nor checkpoint rotation trips over them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    numbered = sorted((path for path in folder.iterdir() if path.is_dir() and path.name.startswith("checkpoint-")
+                       and path.name.split("-")[-1].isdigit()), key=lambda path: int(path.name.split("-")[-1]))
+    for path in reversed(numbered):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+            return str(path)
+        except (OSError, ValueError):
+            logger.warning("%s: incomplete checkpoint (no readable trainer_state.json: the run was stopped while "
+                           "saving it) %s", path, "removed" if remove_incomplete else "ignored")
+            if remove_incomplete:
+                shutil.rmtree(path, ignore_errors=True)
+    return None
 
 
 def _best_epoch(trainer) -> float | None:

@@ -113,6 +113,8 @@ class ScanReport:
     skipped: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     fixed_ids: list[str] = field(default_factory=list)
+    empty_files: list[str] = field(default_factory=list)
+    """Annotation files with their header rows and no data row."""
 
     def skip(self, reason: str, where: str) -> None:
         self.skipped[reason] += 1
@@ -124,6 +126,9 @@ class ScanReport:
         lines = [f"{self.corpus}: {self.segments} segments from {self.rows_read} annotation rows in {self.data_dir}"]
         for reason, count in sorted(self.skipped.items(), key=lambda item: -item[1]):
             lines.append(f"  skipped {count:>6}  {reason}  (e.g. {', '.join(self.examples[reason][:3])})")
+        if self.empty_files:
+            lines.append(f"  skipped {len(self.empty_files):>6}  annotation file(s) with a header and no rows: their "
+                         f"segments are missing from every fold  ({', '.join(self.empty_files[:5])})")
         for fixed in self.fixed_ids:
             lines.append(f"  corrected id: {fixed}")
         return "\n".join(lines)
@@ -481,6 +486,10 @@ def scan_corpus(
 
     segments: dict[str, Segment] = {}
     for path, rows in files.items():
+        if not rows:
+            # A header and no rows: the file's session (or speaker) contributes nothing, which changes the folds.
+            report.empty_files.append(path.name)
+            continue
         file_match = spec.annotation_re.match(path.name)
         file_session = f"Sess{file_match.group(1)}"
         file_gender = file_match.group(2).upper() if spec.speaker_filter else None
@@ -564,4 +573,4 @@ def scan_corpus(
 
 def _has_problems(report: ScanReport) -> bool:
     benign = {"other speaker's row (KEMDy19 speaker filter)", "multi-label (tied) row, dropped by the common protocol"}
-    return any(reason not in benign for reason in report.skipped)
+    return bool(report.empty_files) or any(reason not in benign for reason in report.skipped)

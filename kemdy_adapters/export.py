@@ -22,6 +22,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save, save_file
 
 from . import __version__
+from .faults import pause
+from .storage import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -115,13 +117,70 @@ def save_task(model, save_directory, name: str) -> TaskExport:
     state = task_state_dict(model, name)
     save_file(state, directory / TASK_WEIGHTS, metadata={"format": FORMAT, "task": name})
     config["weights_sha256"] = file_sha256(directory / TASK_WEIGHTS)
-    (directory / TASK_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    pause("export")
+    seal_task(directory, config)
     return TaskExport(
         path=directory,
         task=name,
         parameters=sum(tensor.numel() for tensor in state.values()),
         bytes=sum(path.stat().st_size for path in (directory / TASK_WEIGHTS, directory / TASK_CONFIG)),
     )
+
+
+SEALED_FILES = (TASK_WEIGHTS, "routing.safetensors")
+"""The files of a task folder its integrity record covers (when present), beside the config itself."""
+
+
+def _canonical(config: dict) -> bytes:
+    return json.dumps({key: value for key, value in config.items() if key != "config_sha256"}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def seal_task(directory, config: dict | None = None) -> dict:
+    """Records the SHA-256 of every task file (`files_sha256`) and of the config itself (`config_sha256`: labels,
+    settings, base and digests), and writes `task_config.json` atomically. Called after every file is written."""
+    directory = Path(directory)
+    config = dict(config if config is not None else read_task_config(directory))
+    config["files_sha256"] = {name: file_sha256(directory / name) for name in SEALED_FILES
+                              if (directory / name).is_file()}
+    config["config_sha256"] = hashlib.sha256(_canonical(config)).hexdigest()
+    write_json(directory / TASK_CONFIG, config)
+    return config
+
+
+def verify_task(directory, allow_unverified: bool = False) -> dict:
+    """The task's config after checking its integrity record: the config's own digest and every file's.
+
+    Raises:
+        TaskExportError: naming the file that differs, or, without `allow_unverified`, an export that has no
+            integrity record (written by an older kemdy-adapters, or by hand).
+    """
+    directory = Path(directory)
+    config = read_task_config(directory)
+    if "config_sha256" not in config or "files_sha256" not in config:
+        if not allow_unverified:
+            raise TaskExportError(
+                f"{directory / TASK_CONFIG}: no integrity record (config_sha256, files_sha256): exported by an older "
+                "kemdy-adapters or by hand; re-export it, or load it unchecked with allow_unverified "
+                "(--allow-unverified)")
+        logger.warning("%s: no integrity record; loaded unverified as asked", directory)
+        return config
+    if hashlib.sha256(_canonical(config)).hexdigest() != config["config_sha256"]:
+        raise TaskExportError(f"{directory / TASK_CONFIG}: modified after export (its contents, e.g. labels or "
+                              "settings, differ from the SHA-256 it records)")
+    recorded = config["files_sha256"]
+    for name in SEALED_FILES:
+        path = directory / name
+        if name not in recorded:
+            if path.is_file():
+                raise TaskExportError(f"{path}: not covered by the task's integrity record (added after export)")
+            continue
+        if not path.is_file():
+            raise TaskExportError(f"{path}: missing (the task's integrity record lists it)")
+        if file_sha256(path) != recorded[name]:
+            raise TaskExportError(f"{path}: contents differ from the SHA-256 recorded in {TASK_CONFIG} (damaged or "
+                                  "modified after export)")
+    return config
 
 
 def file_sha256(path: Path) -> str:
@@ -178,24 +237,21 @@ def check_compatible(model, config: dict, source, same_base: bool = False) -> No
 
 
 def load_task(model, directory, name: str | None = None, expected_labels: list[str] | None = None,
-              same_base: bool = False) -> str:
+              same_base: bool = False, allow_unverified: bool = False) -> str:
     """Adds the task saved in `directory` to `model` under its saved name (or `name`); returns the name.
 
-    Only `task_config.json` and `model.safetensors` are read: no pickle, no code. `same_base=True` refuses a
-    task trained on other base weights (see `check_compatible`).
+    Only `task_config.json` and `model.safetensors` are read: no pickle, no code. The integrity record is
+    checked first (`verify_task`; `allow_unverified=True` loads an export without one). `same_base=True`
+    refuses a task trained on other base weights (see `check_compatible`).
     """
     directory = Path(directory)
-    config = read_task_config(directory)
+    config = verify_task(directory, allow_unverified=allow_unverified)
     check_compatible(model, config, directory, same_base=same_base)
     if expected_labels is not None and list(expected_labels) != config["labels"]:
         raise TaskExportError(f"{directory}: label set {config['labels']} differs from the expected {expected_labels}")
     weights = directory / TASK_WEIGHTS
     if not weights.is_file():
         raise TaskExportError(f"{directory}: {TASK_WEIGHTS} is missing")
-    expected_digest = config.get("weights_sha256")
-    if expected_digest is not None and file_sha256(weights) != expected_digest:
-        raise TaskExportError(f"{weights}: contents differ from the SHA-256 recorded in {TASK_CONFIG} (damaged or "
-                              "modified after export)")
     try:
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as error:

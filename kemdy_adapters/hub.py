@@ -9,13 +9,14 @@ pickle) is ever copied. Repositories are created private unless `private=False` 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from .corpus import CORPORA
-from .export import TASK_CONFIG, TASK_WEIGHTS, TaskExportError, read_task_config
+from .export import TASK_CONFIG, TASK_WEIGHTS, TaskExportError, read_task_config, verify_task
 from .layout import BenchmarkLayout, RunLayout
 from .routing import ROUTING_FILE
 from .storage import read_json
@@ -236,25 +237,32 @@ def prepare_task_folder(source, task: str, output, repo_id: str, strategy: str =
                         overwrite: bool = False) -> list[Path]:
     """Writes the folder that `push` uploads into `output`; returns its files."""
     found = find_task(source, task, strategy=strategy, fold=fold)
-    config = read_task_config(found.export_dir)
+    config = verify_task(found.export_dir)  # never prepare a damaged or modified export for upload
     if not config["adapters"]:
         raise ValueError(f"{found.export_dir}: task {task!r} has no adapters; only adapter strategies are shared")
     output = Path(output)
-    if output.exists() and any(output.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{output} exists and is not empty (pass --overwrite to replace it)")
-        shutil.rmtree(output)
-    output.mkdir(parents=True, exist_ok=True)
-    for name in TASK_FILES:
-        if (found.export_dir / name).is_file():
-            shutil.copyfile(found.export_dir / name, output / name)
-    if not (output / TASK_WEIGHTS).is_file():
-        raise TaskExportError(f"{found.export_dir}: {TASK_WEIGHTS} is missing")
-    from safetensors.torch import load_file
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise FileExistsError(f"{output} exists and is not empty (pass --overwrite to replace it)")
+    # Written under a temporary name and renamed when complete: a full disk or a kill leaves no half folder.
+    staging = output.with_name(f".{output.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        for name in TASK_FILES:
+            if (found.export_dir / name).is_file():
+                shutil.copyfile(found.export_dir / name, staging / name)
+        verify_task(staging)  # the copies are what was verified
+        from safetensors.torch import load_file
 
-    parameters = sum(tensor.numel() for tensor in load_file(output / TASK_WEIGHTS).values())
-    size = sum(path.stat().st_size for path in output.iterdir())
-    (output / CARD).write_text(render_model_card(config, found, repo_id, parameters, size), encoding="utf-8")
+        parameters = sum(tensor.numel() for tensor in load_file(staging / TASK_WEIGHTS).values())
+        size = sum(path.stat().st_size for path in staging.iterdir())
+        (staging / CARD).write_text(render_model_card(config, found, repo_id, parameters, size), encoding="utf-8")
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return sorted(output.iterdir())
 
 

@@ -47,6 +47,8 @@ def load_audio(audio, sampling_rate: int | None = None, name: str = "audio") -> 
 
     if isinstance(audio, (str, Path)):
         name = str(audio)
+        if not Path(audio).is_file():
+            raise InputError(f"{audio}: no such file")
         try:
             data, rate = sf.read(str(audio), dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError, OSError) as error:
@@ -139,6 +141,7 @@ class EmotionRecognizer:
         max_speech_seconds: float = 5.0,
         max_text_length: int = 256,
         int8: bool = False,
+        allow_unverified: bool = False,
     ) -> EmotionRecognizer:
         """Loads task adapters (Hub repo ids or local task folders) into a model built from their base checkpoints.
 
@@ -147,6 +150,7 @@ class EmotionRecognizer:
             text_model, speech_model: Override the base checkpoints recorded in the tasks (e.g. a local copy).
             revision, cache_dir, token: Passed to the Hub when a location is a repo id.
             int8: Serve with dynamic int8 quantisation of every linear layer (CPU; see `quantize_int8`).
+            allow_unverified: Load tasks that have no integrity record (older exports) without checking them.
         """
         locations = [tasks] if isinstance(tasks, (str, Path)) else list(tasks)
         if not locations:
@@ -167,10 +171,12 @@ class EmotionRecognizer:
                 raise TaskExportError(
                     f"{folder}: task {config['task']!r} was trained on {config['base']['text_checkpoint']} + "
                     f"{config['base']['speech_checkpoint']}, the first task on {text} + {speech}")
-        model = MultimodalEmotionModel.from_encoders(text, speech, pretrained=True, **model_settings(first))
+        # The base checkpoints a task names are read as safetensors only: no pickle from a received task's base.
+        model = MultimodalEmotionModel.from_encoders(text, speech, pretrained=True, use_safetensors=True,
+                                                     **model_settings(first))
         statistics = {}
         for folder in folders:
-            name = model.load_task(folder)
+            name = model.load_task(folder, allow_unverified=allow_unverified)
             kinds = load_statistics(folder)
             if kinds:
                 statistics[name] = kinds
@@ -232,6 +238,9 @@ class EmotionRecognizer:
             chosen, routed = names[0], True
             routing = {other: round(float(p), 6) for other, p in zip(self.router.tasks, posterior[0])}
         logits = self.model(**batch, task=chosen).logits[0].float()
+        if not torch.isfinite(logits).all():
+            raise InputError(f"{name}: task {chosen!r} gave non-finite scores (damaged weights, or an input the "
+                             "model cannot handle)")
         probabilities = torch.softmax(logits, -1).tolist()
         labels = self.model.task_labels(chosen)
         return Prediction(

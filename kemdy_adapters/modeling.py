@@ -161,6 +161,7 @@ class MultimodalEmotionModel(PreTrainedModel):
         speech: str = "facebook/wav2vec2-base-960h",
         pretrained: bool = True,
         tasks: dict[str, list[str]] | None = None,
+        use_safetensors: bool | None = None,
         **config_kwargs,
     ) -> MultimodalEmotionModel:
         """Builds the model around a BERT and a Wav2Vec2 checkpoint (hub ids or local folders).
@@ -171,13 +172,15 @@ class MultimodalEmotionModel(PreTrainedModel):
             pretrained: Load the checkpoints' weights; `False` takes only their configs and initialises the
                 encoders randomly (the `adapter_wo_pretrain` ablation).
             tasks: Optional `{name: labels}` to add right away, with adapters (labels `None`: the 7 emotions).
+            use_safetensors: `True` reads the checkpoints' safetensors weights only (never a pickled
+                `pytorch_model.bin`); `None`, transformers' default (safetensors when there).
             config_kwargs: Further `MultimodalEmotionConfig` arguments (projector_size, adapter_method, ...).
         """
         from transformers import AutoConfig
 
         if pretrained:
-            text_encoder = BertModel.from_pretrained(text)
-            speech_encoder = Wav2Vec2Model.from_pretrained(speech)
+            text_encoder = BertModel.from_pretrained(text, use_safetensors=use_safetensors)
+            speech_encoder = Wav2Vec2Model.from_pretrained(speech, use_safetensors=use_safetensors)
             text_config, speech_config = text_encoder.config, speech_encoder.config
         else:
             text_config, speech_config = AutoConfig.from_pretrained(text), AutoConfig.from_pretrained(speech)
@@ -530,15 +533,17 @@ class MultimodalEmotionModel(PreTrainedModel):
         return save_task(self, save_directory, self._task(name))
 
     def load_task(self, location, name: str | None = None, revision: str | None = None, cache_dir=None,
-                  expected_labels: list[str] | None = None, same_base: bool = False) -> str:
+                  expected_labels: list[str] | None = None, same_base: bool = False,
+                  allow_unverified: bool = False) -> str:
         """Adds a task saved with `save_task` to this model; returns its name. `location` is a local folder or
-        a Hub repo id (resolved through the Hugging Face cache, see `hub.resolve_task`). `expected_labels`
-        checks the task's label set; `same_base=True` refuses a task trained on other base weights."""
+        a Hub repo id (resolved through the Hugging Face cache, see `hub.resolve_task`). Its integrity record is
+        checked (`allow_unverified=True` accepts an export without one); `expected_labels` checks the task's
+        label set; `same_base=True` refuses a task trained on other base weights."""
         from .export import load_task
         from .hub import resolve_task
 
         return load_task(self, resolve_task(location, revision=revision, cache_dir=cache_dir), name=name,
-                         expected_labels=expected_labels, same_base=same_base)
+                         expected_labels=expected_labels, same_base=same_base, allow_unverified=allow_unverified)
 
     def parameter_report(self, name: str | None = None) -> dict:
         """Trainable parameters of a task (its adapters and head), their share of the model, and export bytes."""

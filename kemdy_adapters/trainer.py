@@ -13,6 +13,7 @@ from torch.utils.data import Sampler
 from transformers import Trainer
 
 from .ewc import EWCPenalty, EWCState
+from .faults import pause
 
 
 class ClassBalancedSampler(Sampler[int]):
@@ -121,6 +122,11 @@ class ContinualTrainer(Trainer):
                     logs[name] = round(sum(values) / len(values), 6)
                     values.clear()
         super().log(logs, start_time)
+
+    # Why: a fault-injection point in the middle of a checkpoint (model written, trainer state not yet).
+    def _save_optimizer_and_scheduler(self, output_dir):
+        pause("checkpoint")
+        return super()._save_optimizer_and_scheduler(output_dir)
 
     # Why: class-balanced sampling (inverse class frequency), as the reference method trained, optionally grouped
     # by length (Trainer's own group_by_length sampler cannot be class-balanced).

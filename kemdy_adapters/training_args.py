@@ -68,6 +68,13 @@ class DataArguments:
 
     def __post_init__(self):
         _, self.corpus_locations = split_task_items(self.corpora)
+        if self.n_folds < 2:
+            raise ValueError(f"n_folds must be at least 2, got {self.n_folds}")
+        if not 0 <= self.fold < self.n_folds:
+            raise ValueError(f"fold must be in 0..{self.n_folds - 1} (n_folds {self.n_folds}), got {self.fold}")
+        if self.max_speech_seconds <= 0 or self.max_text_length < 2:
+            raise ValueError(f"max_speech_seconds must be > 0 and max_text_length >= 2, got "
+                             f"{self.max_speech_seconds} and {self.max_text_length}")
 
     def task_spec(self, task: str, locations: dict[str, str] | None = None) -> TaskSpec:
         """The spec of task `task`: a folder named by `locations` or `corpora`, else a KEMDy corpus."""
@@ -94,6 +101,8 @@ class ContinualTrainingArguments(TrainingArguments):
         metadata={"help": "task adapters received from elsewhere (Hub repo ids or task folders), loaded frozen "
                           "before the first task (adapter strategies)"},
     )
+    allow_unverified_tasks: bool = field(
+        default=False, metadata={"help": "accept received tasks without an integrity record (older exports)"})
     strategy: str = field(default="adapter", metadata={"help": f"one of {', '.join(STRATEGIES)}"})
     ewc_lambda: float = field(default=5000.0, metadata={"help": "EWC penalty weight (strategy ewc)"})
     ewc_gamma: float = field(default=1.0, metadata={"help": "online EWC decay of earlier Fisher information"})
@@ -147,11 +156,37 @@ class ContinualTrainingArguments(TrainingArguments):
         if self.from_tasks and not strategy.receives:
             raise ValueError(f"strategy {self.strategy!r} cannot continue from received tasks (--from_tasks): only "
                              f"the adapter strategies keep earlier tasks untouched")
+        _check_numbers(self)
         self.metric_for_best_model = self.selection_metric
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # nothing to pin to; avoids a warning per DataLoader
         self.greater_is_better = self.selection_metric != "loss"
         super().__post_init__()
+
+
+def _check_numbers(args: ContinualTrainingArguments) -> None:
+    """Refuses settings under which nothing would train, or nonsense, before any work starts."""
+    problems = []
+    if args.max_steps is None or args.max_steps <= 0:
+        if not args.num_train_epochs > 0:
+            problems.append(f"num_train_epochs must be > 0 (or max_steps > 0), got {args.num_train_epochs}")
+    if not args.learning_rate > 0:
+        problems.append(f"learning_rate must be > 0, got {args.learning_rate}")
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "fisher_samples", "fisher_batch_size",
+                 "gradient_accumulation_steps"):
+        if getattr(args, name) < 1:
+            problems.append(f"{name} must be at least 1, got {getattr(args, name)}")
+    if args.ewc_lambda < 0 or args.lwf_alpha < 0:
+        problems.append(f"ewc_lambda and lwf_alpha must be >= 0, got {args.ewc_lambda} and {args.lwf_alpha}")
+    if not 0 < args.ewc_gamma <= 1:
+        problems.append(f"ewc_gamma must be in (0, 1], got {args.ewc_gamma}")
+    if not args.lwf_temperature > 0:
+        problems.append(f"lwf_temperature must be > 0, got {args.lwf_temperature}")
+    if args.weight_decay < 0 or (args.max_grad_norm is not None and args.max_grad_norm < 0):
+        problems.append(f"weight_decay and max_grad_norm must be >= 0, got {args.weight_decay} and "
+                        f"{args.max_grad_norm}")
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def parse_with(parser: HfArgumentParser, argv: list[str] | None):

@@ -44,7 +44,7 @@ def test_inspect_summarises_both_corpora(sample_corpus, hf_cache, capsys):
 
 
 def test_inspect_on_a_wrong_folder_fails_cleanly(tmp_path, capsys):
-    assert main(["inspect", str(tmp_path)]) == 1
+    assert main(["inspect", str(tmp_path)]) == 2
     assert "not a KEMDY19 corpus folder" in capsys.readouterr().err
 
 
@@ -52,7 +52,7 @@ def test_sample_corpus_command(tmp_path, capsys):
     assert main(["sample-corpus", "--output", str(tmp_path / "c"), "--sessions", "5"]) == 0
     out = capsys.readouterr().out
     assert "kemdy19:" in out and (tmp_path / "c" / "KEMDy19" / "annotation").is_dir()
-    assert main(["sample-corpus", "--output", str(tmp_path / "c"), "--sessions", "5"]) == 1
+    assert main(["sample-corpus", "--output", str(tmp_path / "c"), "--sessions", "5"]) == 2
 
 
 def test_speed_benchmark_prints_one_json_line_per_case(capsys):

@@ -163,7 +163,7 @@ def test_load_errors(pushed, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(pushed, broken)
     (broken / "model.safetensors").unlink()
-    with pytest.raises(TaskExportError, match="model.safetensors is missing"):
+    with pytest.raises(TaskExportError, match=r"model.safetensors: missing \(the task.s integrity record lists it\)"):
         EmotionRecognizer.from_pretrained(broken)
     with pytest.raises(TaskExportError, match="not a Hub repo id"):
         EmotionRecognizer.from_pretrained(tmp_path / "no" / "such" / "folder")

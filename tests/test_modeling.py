@@ -197,13 +197,17 @@ def test_task_export_errors(base_checkpoints, tmp_path):
     fresh = MultimodalEmotionModel.from_encoders(str(text), str(speech), projector_size=16)
     with pytest.raises(TaskExportError, match="differ from the SHA-256 recorded in task_config.json"):
         fresh.load_task(tmp_path / "task")
-    # Without the recorded digest (a hand-made folder), the header itself is checked.
+    # Without an integrity record (an older or hand-made export) the task is refused, unless asked for; then the
+    # safetensors header itself is still checked.
     config_path = tmp_path / "task" / "task_config.json"
     config = json.loads(config_path.read_text())
-    del config["weights_sha256"]
+    for key in ("weights_sha256", "files_sha256", "config_sha256"):
+        del config[key]
     config_path.write_text(json.dumps(config))
-    with pytest.raises(TaskExportError, match="unreadable safetensors file"):
+    with pytest.raises(TaskExportError, match="no integrity record"):
         fresh.load_task(tmp_path / "task")
+    with pytest.raises(TaskExportError, match="unreadable safetensors file"):
+        fresh.load_task(tmp_path / "task", allow_unverified=True)
     assert fresh.tasks == [], "a failed load must not leave a half-built task behind"
 
 

@@ -1,0 +1,64 @@
+"""Nothing finished is lost: a benchmark SIGKILLed at random moments, then rerun, ends exactly as an uninterrupted one.
+
+A fault-injection point (kemdy_adapters/faults.py) pauses inside every Trainer checkpoint, between a task export's
+weights and its config, and before each JSON file is renamed into place, so that many kills land mid-write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+KILLS = 10
+
+
+def comparable(path) -> dict:
+    """results.json without what legitimately differs between runs: timings, paths, environment."""
+    results = json.loads(path.read_text())
+    for data in results["strategies"].values():
+        data.pop("train_seconds")
+    return {key: results[key] for key in ("tasks", "orders", "strategies", "comparisons", "progress")}
+
+
+def test_random_kills_lose_nothing(tiny_checkpoints, sample_corpus, hf_cache, tmp_path, capsys):
+    text, speech = tiny_checkpoints
+
+    def command(output):
+        config = {"output_dir": str(output), "data_dir": str(sample_corpus), "text_model": text,
+                  "speech_model": speech, "strategies": ["finetune"], "folds": [0], "orders": ["kemdy19,kemdy20"],
+                  "num_train_epochs": 2, "learning_rate": 5e-3, "projector_size": 16, "max_speech_seconds": 2,
+                  "dataset_cache_dir": hf_cache, "disable_tqdm": True, "floors": False, "figures": False,
+                  "seed": 5}
+        path = output.parent / f"{output.name}.json"
+        path.write_text(json.dumps(config))
+        return [sys.executable, "-m", "kemdy_adapters.cli", "benchmark", str(path)]
+
+    env = {**os.environ, "KEMDY_ADAPTERS_FAULT_PAUSE": "0.3"}
+    reference = tmp_path / "uninterrupted"
+    started = time.time()
+    subprocess.run(command(reference), env=env, check=True, capture_output=True)
+    duration = time.time() - started
+    expected = comparable(reference / "results.json")
+
+    rng = random.Random(2026)
+    killed = 0
+    for attempt in range(KILLS):
+        output = tmp_path / f"killed{attempt}"
+        process = subprocess.Popen(command(output), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3 * duration, 0.95 * duration))  # past the imports, into the training
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            killed += 1
+        process.wait()
+        rerun = subprocess.run(command(output), env=env, capture_output=True, text=True)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert comparable(output / "results.json") == expected, f"attempt {attempt}"
+    with capsys.disabled():
+        print(f"\n[fault injection] survived {killed} of {KILLS} SIGKILLs at random moments "
+              f"(uninterrupted run {duration:.0f} s); every rerun ended with the uninterrupted results")
+    assert killed >= KILLS // 2
