@@ -179,6 +179,7 @@ class Benchmark:
         ]
         self._processor = None
         self._data: dict[int, dict] = {}
+        self._resolved: dict | None = None
         self.tuning = read_json(self.layout.tuning) if bench.tuning_grid else None
 
     def cell_layout(self, cell: Cell):
@@ -223,7 +224,10 @@ class Benchmark:
         return self.tuning["strategies"][strategy]["settings"] if self.tuning else {}
 
     def _specs(self) -> dict:
-        return {task: self.data_args.task_spec(task, self.task_locations) for task in self.tasks}
+        """Every task's spec, resolved (and its corpus folder checked) once per benchmark."""
+        if self._resolved is None:
+            self._resolved = {task: self.data_args.task_spec(task, self.task_locations) for task in self.tasks}
+        return self._resolved
 
     def run_floors(self, fold: int) -> dict:
         """The floors of every task's test set in `fold` (floors/fold<k>.json; computed once)."""
