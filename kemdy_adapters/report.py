@@ -381,12 +381,14 @@ def write_figures(results: dict, folder: Path, confusions: dict) -> list[Path]:
         keys = [key for key in (tuning.get("grid") or {}) if key in ("ewc_lambda", "lwf_alpha")]
         if len(points) < 2 or not any(key in points[0]["settings"] for key in keys):
             continue
-        figure, axis = plt.subplots(figsize=(5.5, 4.2))
+        figure, axis = plt.subplots(figsize=(6.5, 4.6))
         for item in points:
             axis.scatter(item["new_task"], item["earlier_tasks"], color="tab:red" if item["trial"] == data["chosen"]
                          else "tab:blue")
-            axis.annotate(_settings(item["settings"]), (item["new_task"], item["earlier_tasks"]), fontsize=7,
-                          xytext=(4, 4), textcoords="offset points")
+            label = _settings(item["settings"]).replace("learning_rate", "lr").replace("ewc_lambda", "lambda")
+            axis.annotate(label.replace("lwf_alpha", "alpha"), (item["new_task"], item["earlier_tasks"]),
+                          fontsize=7, xytext=(4, 4), textcoords="offset points")
+        axis.margins(0.3)
         axis.set_xlabel("new task (validation macro F1 after the sequence)")
         axis.set_ylabel("earlier tasks (validation macro F1 after the sequence)")
         written.append(_save(figure, f"{name}: stability-plasticity over its tuning trials (red: chosen)",
