@@ -162,6 +162,10 @@ class Benchmark:
         self.bench, self.model_args, self.data_args, self.args = bench, model_args, data_args, args
         self.callbacks = callbacks or []
         self.output = ensure_writable(args.output_dir)
+        if not args.console_logs:
+            import datasets
+
+            datasets.disable_progress_bars()  # the console shows progress per cell; details go to the logs
         self.layout = BenchmarkLayout(self.output)
         self.orders = bench.order_lists()
         tasks = {task for order in self.orders for task in order}

@@ -136,6 +136,8 @@ class ContinualRun:
             raise ValueError(f"strategy {self.strategy.name!r} needs at least two tasks: it consolidates an earlier "
                              "task")
         ensure_writable(self.output)
+        if not args.console_logs:
+            datasets.disable_progress_bars()  # the console shows progress per cell; details go to the logs
         self.received = self._receive(args.from_tasks)
         self.processor = make_processor(model_args, data_args)
         self.collator = MultimodalCollator(self.processor.tokenizer)

@@ -37,6 +37,7 @@ from .corpus import CORPORA, EMOTIONS, CorpusFormatError
 logger = logging.getLogger(__name__)
 
 METADATA_FILES = ("metadata.csv", "metadata.jsonl")
+_LOADED: dict[tuple, datasets.Dataset] = {}
 LABELS_FILE = "labels.txt"
 GROUP_COLUMNS = ("session", "speaker")
 SPLITS = ("train", "validation", "test")
@@ -92,7 +93,29 @@ class TaskSpec:
                    modalities=BOTH if has_text else ("speech",), dataset=dataset)
 
     def load(self, cache_dir: str | None = None) -> datasets.Dataset:
-        """The whole corpus as rows `id, session, label (ClassLabel), text, audio` (+ `split` where given)."""
+        """The whole corpus as rows `id, session, label (ClassLabel), text, audio` (+ `split` where given);
+        read (and its anomalies reported) once per process, then served from memory for every fold."""
+        key = (self.source, self.location, self.labels, cache_dir, self._version())
+        if self.dataset is None and key in _LOADED:
+            return _LOADED[key]
+        dataset = self._load(cache_dir)
+        if self.dataset is None:
+            _LOADED[key] = dataset
+        return dataset
+
+    def _version(self) -> str | None:
+        """What changes when the corpus on disk changes (so a changed corpus is never served from memory)."""
+        if self.source in CORPORA:
+            from .hf_dataset import corpus_fingerprint
+
+            return corpus_fingerprint(self.location, self.source)
+        if self.source == "folder":
+            folder = Path(self.location)
+            return ";".join(f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}"
+                            for path in sorted(folder.iterdir()) if path.is_file())
+        return None
+
+    def _load(self, cache_dir: str | None) -> datasets.Dataset:
         if self.source in CORPORA:
             from .hf_dataset import load_kemdy
 

@@ -6,11 +6,14 @@ The loop over tasks, adapter switching and exports live in `continual.py`; one C
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from pathlib import Path
 
 import torch
 from torch.utils.data import Sampler
-from transformers import Trainer
+from transformers import PrinterCallback, Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .ewc import EWCPenalty, EWCState
 from .faults import pause
@@ -60,6 +63,19 @@ class ClassBalancedSampler(Sampler[int]):
                 yield from batches[order]
 
 
+class JsonLinesLog(TrainerCallback):
+    """Appends every Trainer log (loss, validation metrics, per epoch) as a JSON line to
+    `<logging_dir>/trainer_log.jsonl` (main process only)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        path = Path(args.logging_dir) / "trainer_log.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as stream:
+            stream.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
 class ContinualTrainer(Trainer):
     """Trainer for one task of a continual sequence.
 
@@ -74,6 +90,10 @@ class ContinualTrainer(Trainer):
     def __init__(self, *args, ewc_state: EWCState | None = None, teacher=None, teacher_heads: list[str] | None = None,
                  **kwargs):
         super().__init__(*args, **kwargs)
+        if not self.args.console_logs:
+            # Why: the per-epoch metric dictionaries belong in the run folder's log, not on a person's console.
+            self.remove_callback(PrinterCallback)
+        self.add_callback(JsonLinesLog())
         self.ewc = EWCPenalty(ewc_state, self.args.ewc_lambda).to(self.args.device) if ewc_state else None
         self.teacher = teacher.to(self.args.device).eval() if teacher is not None else None
         self.teacher_heads = list(teacher_heads or [])
@@ -122,6 +142,11 @@ class ContinualTrainer(Trainer):
                     logs[name] = round(sum(values) / len(values), 6)
                     values.clear()
         super().log(logs, start_time)
+
+    # Why: epochs of seconds save checkpoints within a second of each other, so mtime ordering (and Trainer's
+    # warning that it falls back from it) says nothing; the step number orders checkpoints exactly.
+    def _sorted_checkpoints(self, output_dir=None, checkpoint_prefix=PREFIX_CHECKPOINT_DIR, use_mtime=False):
+        return super()._sorted_checkpoints(output_dir=output_dir, checkpoint_prefix=checkpoint_prefix, use_mtime=False)
 
     # Why: a fault-injection point in the middle of a checkpoint (model written, trainer state not yet).
     def _save_optimizer_and_scheduler(self, output_dir):

@@ -120,6 +120,10 @@ class ContinualTrainingArguments(TrainingArguments):
         default=True,
         metadata={"help": "run the frozen convolutional feature encoder once per utterance and reuse its output"},
     )
+    console_logs: bool = field(
+        default=False,
+        metadata={"help": "also print Trainer's per-epoch metric dictionaries and datasets' progress bars (they "
+                          "always go to <task>/logs/trainer_log.jsonl)"})
     keep_checkpoints: bool = field(
         default=False, metadata={"help": "keep the Trainer checkpoints of a finished task (they are large)"}
     )

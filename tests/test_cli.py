@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -62,3 +63,22 @@ def test_speed_benchmark_prints_one_json_line_per_case(capsys):
     assert (case["shape"], case["strategy"], case["batch_size"], case["threads"]) == ("tiny", "adapter", 4, 2)
     assert case["train_utt_per_s"] > 0 and case["infer_utt_per_s"] > 0 and case["peak_rss_gb"] > 0
     assert 0 < case["trainable_parameters"] < case["model_parameters"]
+
+
+def test_benchmark_console_is_for_people(tiny_checkpoints, sample_corpus, hf_cache, tmp_path):
+    """Progress lines and the summary on the console; Trainer's metric dictionaries in the run's log file."""
+    text, speech = tiny_checkpoints
+    done = subprocess.run(
+        [sys.executable, "-m", "kemdy_adapters.cli", "benchmark", "--output_dir", str(tmp_path), "--data_dir",
+         str(sample_corpus), "--text_model", text, "--speech_model", speech, "--strategies", "adapter", "--folds",
+         "0", "--num_train_epochs", "2", "--projector_size", "16", "--max_speech_seconds", "2",
+         "--dataset_cache_dir", hf_cache, "--disable_tqdm", "true", "--floors", "false", "--figures", "false"],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    console = done.stdout + done.stderr
+    assert "Warning" not in console and "{'loss'" not in console and "examples/s" not in console, console
+    assert len(console.splitlines()) < 30, console
+    assert "[2/2] adapter fold 0 KEMDY20->KEMDY19" in console and "benchmark finished" in console
+    log = tmp_path / "runs" / "adapter" / "fold0" / "kemdy19-kemdy20" / "kemdy19" / "logs" / "trainer_log.jsonl"
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any("eval_macro_f1" in entry for entry in entries) and any("loss" in entry for entry in entries)
