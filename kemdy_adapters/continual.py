@@ -494,9 +494,9 @@ def last_complete_checkpoint(folder, remove_incomplete: bool = True) -> str | No
 
 
 def _best_epoch(trainer) -> float | None:
-    best = trainer.state.best_model_checkpoint
-    if not best:
+    """The epoch of the kept (best validation) step, from the Trainer's own record of it."""
+    step = trainer.state.best_global_step
+    if step is None:
         return None
-    step = int(best.rsplit("-", 1)[-1])
     epochs = [entry["epoch"] for entry in trainer.state.log_history if entry.get("step") == step and "epoch" in entry]
     return epochs[0] if epochs else None

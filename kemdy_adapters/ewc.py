@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from .data import model_batches
+from .data import eval_mode, model_batches
 
 logger = logging.getLogger(__name__)
 
@@ -78,17 +78,15 @@ def estimate_fisher(model, dataset, collator, max_samples: int, batch_size: int 
     if not parameters:
         raise ValueError("no trainable parameters to estimate the Fisher information of")
     fisher = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in parameters.items()}
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
-    for batch in model_batches(rows, collator, batch_size, device):
+    with eval_mode(model):
+        for batch in model_batches(rows, collator, batch_size, device):
+            model.zero_grad(set_to_none=True)
+            model(**batch).loss.backward()
+            for name, parameter in parameters.items():
+                if parameter.grad is not None:
+                    fisher[name] += parameter.grad.detach().float() ** 2 * len(batch["labels"])
         model.zero_grad(set_to_none=True)
-        model(**batch).loss.backward()
-        for name, parameter in parameters.items():
-            if parameter.grad is not None:
-                fisher[name] += parameter.grad.detach().float() ** 2 * len(batch["labels"])
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
     count = torch.tensor(float(len(rows)), device=device)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(count)

@@ -28,7 +28,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .configuration import MODALITIES, MultimodalEmotionConfig, check_task_name
 from .corpus import EMOTIONS
-from .data import frame_mask
+from .data import eval_mode, frame_mask
 from .interfaces import wav2vec2_interface
 
 logger = logging.getLogger(__name__)
@@ -466,18 +466,13 @@ class MultimodalEmotionModel(PreTrainedModel):
         `speech_frozen_layers`: projection, positional convolution, layer norm (post-LN) and the lowest layers,
         in eval mode (no dropout or SpecAugment). Returns (1, T, H), the input of layer `speech_frozen_layers`."""
         encoder = self.speech_encoder
-        was_training = encoder.training
-        encoder.eval()
-        try:
-            with ForwardContext(encoder):
-                hidden, _ = encoder.feature_projection(features)
-                hidden = hidden + encoder.encoder.pos_conv_embed(hidden)
-                if not encoder.config.do_stable_layer_norm:
-                    hidden = encoder.encoder.layer_norm(hidden)
-                for layer in encoder.encoder.layers[: self.config.speech_frozen_layers]:
-                    hidden = layer(hidden)[0]
-        finally:
-            encoder.train(was_training)
+        with eval_mode(encoder), ForwardContext(encoder):
+            hidden, _ = encoder.feature_projection(features)
+            hidden = hidden + encoder.encoder.pos_conv_embed(hidden)
+            if not encoder.config.do_stable_layer_norm:
+                hidden = encoder.encoder.layer_norm(hidden)
+            for layer in encoder.encoder.layers[: self.config.speech_frozen_layers]:
+                hidden = layer(hidden)[0]
         return hidden
 
     def forward(

@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .data import frame_mask, model_batches
+from .data import eval_mode, frame_mask, model_batches
 
 ROUTING_FILE = "routing.safetensors"
 KINDS = ("shallow", "frozen")
@@ -85,18 +85,14 @@ class TaskStatistics:
     @classmethod
     def from_dataset(cls, model, dataset, collator, kind: str = DEFAULT_KIND, batch_size: int = 32
                      ) -> TaskStatistics:
-        was_training = model.training
-        model.eval()
         total = squares = None
         count = 0
-        try:
+        with eval_mode(model):
             for batch in model_batches(dataset, collator, batch_size, model.device):
                 features = routing_features(model, batch, kind).double().cpu()
                 total = features.sum(0) if total is None else total + features.sum(0)
                 squares = (features ** 2).sum(0) if squares is None else squares + (features ** 2).sum(0)
                 count += len(features)
-        finally:
-            model.train(was_training)
         if count < 2:
             raise ValueError(f"routing statistics need at least 2 utterances, got {count}")
         mean = total / count

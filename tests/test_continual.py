@@ -62,6 +62,7 @@ def test_adapter_earlier_task_unchanged_exactly(adapter_run):
         assert matrix[1][0] == matrix[0][0], metric
         assert matrix[0][1] is None  # kemdy20's head does not exist after kemdy19
     assert results["summary"]["weighted_f1"]["forgetting"] == 0.0
+    assert all(epoch in (1.0, 2.0) for epoch in results["best_epoch"].values())  # the kept epoch of 2
     assert results["confusion"]["kemdy19"]["kemdy19"] == results["confusion"]["kemdy20"]["kemdy19"]
     assert sorted(p.name for p in (output / "kemdy19" / "export").iterdir()) == [
         "model.safetensors", "routing.safetensors", "task_config.json"]
