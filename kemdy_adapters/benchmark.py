@@ -26,6 +26,7 @@ from .baselines import FLOORS
 from .continual import ContinualRun, load_fold, make_processor
 from .layout import BenchmarkLayout
 from .metrics import METRICS
+from .report import format_settings
 from .statistics import paired, summarize
 from .storage import RunLock, ensure_writable, read_json, write_json
 from .strategies import STRATEGIES, get_strategy
@@ -189,9 +190,6 @@ class Benchmark:
     def cell_layout(self, cell: Cell):
         return self.layout.cell(cell.strategy, cell.fold, cell.order, cell.seed if self.bench.seeds else None)
 
-    def cell_dir(self, strategy: str, fold: int, order: list[str], seed: int | None = None) -> Path:
-        return self.cell_layout(Cell(strategy, fold, list(order), self.seeds[0] if seed is None else seed)).root
-
     def _fold_data(self, fold: int) -> dict:
         """Each fold's prepared splits, loaded once and shared by every strategy and order. Cells run fold by
         fold, so only the current fold is kept in memory."""
@@ -291,7 +289,7 @@ class Benchmark:
                     folder = self.layout.trial(name, number, fold, order)
                     result = read_json(folder.results)
                     if result is None:
-                        self._say(f"[tuning] {name} trial {number + 1}: {_settings_text(settings)}, fold {fold} "
+                        self._say(f"[tuning] {name} trial {number + 1}: {format_settings(settings, '=')}, fold {fold} "
                                   f"{'->'.join(task.upper() for task in order)}")
                         result = self.run_cell(Cell(name, fold, list(order), seed), folder.root, settings)
                     scores.append(criterion(result, strategy))
@@ -537,11 +535,6 @@ def _cell_averages(name: str, data: dict) -> dict:
 
 def _pick(cells: dict, key: tuple):
     return cells.get(key, cells.get((key[0], key[1], None)))
-
-
-def _settings_text(settings: dict) -> str:
-    return ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
-                     for key, value in settings.items()) or "defaults"
 
 
 def _plain(value):

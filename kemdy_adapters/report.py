@@ -230,15 +230,16 @@ def tuning_table(results: dict) -> list[str]:
              f"{', '.join(tuning['orders'])}): {tuning['rule']}. Criterion: {tuning['criterion']}.", "",
              "| strategy | chosen | trials (settings: criterion) |", "|---|---|---|"]
     for name, data in tuning["strategies"].items():
-        trials = "; ".join(f"{_settings(item['settings'])}: "
+        trials = "; ".join(f"{format_settings(item['settings'])}: "
                            + ("-" if item["criterion"] is None else f"{item['criterion']:.3f}")
                            for item in data["trials"])
-        lines.append(f"| {name} | {_settings(data['settings'])} | {trials} |")
+        lines.append(f"| {name} | {format_settings(data['settings'])} | {trials} |")
     return lines + [""]
 
 
-def _settings(settings: dict) -> str:
-    return ", ".join(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+def format_settings(settings: dict, separator: str = " ") -> str:
+    """`learning_rate 0.01, ewc_lambda 5000` (or with another separator) of a trial's settings."""
+    return ", ".join(f"{key}{separator}{value:g}" if isinstance(value, float) else f"{key}{separator}{value}"
                      for key, value in settings.items()) or "defaults"
 
 
@@ -385,7 +386,7 @@ def write_figures(results: dict, folder: Path, confusions: dict) -> list[Path]:
         for item in points:
             axis.scatter(item["new_task"], item["earlier_tasks"], color="tab:red" if item["trial"] == data["chosen"]
                          else "tab:blue")
-            label = _settings(item["settings"]).replace("learning_rate", "lr").replace("ewc_lambda", "lambda")
+            label = format_settings(item["settings"]).replace("learning_rate", "lr").replace("ewc_lambda", "lambda")
             axis.annotate(label.replace("lwf_alpha", "alpha"), (item["new_task"], item["earlier_tasks"]),
                           fontsize=7, xytext=(4, 4), textcoords="offset points")
         axis.margins(0.3)

@@ -62,6 +62,8 @@ class TaskSpec:
     labels: tuple[str, ...]
     modalities: tuple[str, ...] = BOTH
     dataset: datasets.Dataset | None = field(default=None, compare=False, repr=False)
+    rows: list[dict] | None = field(default=None, compare=False, repr=False)
+    """A folder's checked metadata rows, read once when the spec is made."""
 
     @classmethod
     def kemdy(cls, corpus: str, location) -> TaskSpec:
@@ -74,7 +76,7 @@ class TaskSpec:
         rows, labels = read_folder_metadata(folder)
         has_text = any(row["text"] for row in rows)
         return cls(name=name, source="folder", location=str(Path(folder).resolve()), labels=labels,
-                   modalities=BOTH if has_text else ("speech",))
+                   modalities=BOTH if has_text else ("speech",), rows=rows)
 
     @classmethod
     def from_dataset(cls, name: str, dataset: datasets.Dataset, labels: list[str] | None = None) -> TaskSpec:
@@ -121,7 +123,7 @@ class TaskSpec:
 
             return load_kemdy(self.source, self.location, cache_dir=cache_dir)
         if self.source == "folder":
-            rows, _ = read_folder_metadata(self.location, self.labels)
+            rows = self.rows if self.rows is not None else read_folder_metadata(self.location, self.labels)[0]
             return _to_dataset(rows, self.labels)
         return _normalise_dataset(self.name, self.dataset, self.labels)
 
