@@ -98,9 +98,9 @@ class Workflow:
                      for root, encoding in ((self.root / "a" / "data", "utf-8"), (self.root / "b" / "data", "cp949"))
                      for path in sorted(root.rglob("*.txt"))]
             return save_tiny_encoders(encoders, texts)
-        from kemdy_adapters.pretrain import pretrain_demo_encoders
+        from kemdy_adapters.pretrain import demo_encoders
 
-        return pretrain_demo_encoders(encoders)
+        return demo_encoders(encoders)  # the demo's pretrained pair, shipped in the package
 
     def train(self, institution: str, task_args: list[str], received: list[str], encoders) -> None:
         text, speech = encoders

@@ -62,7 +62,75 @@ def _inspect(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.output, folds=tuple(args.folds), epochs=args.epochs, seed=args.seed)
+    run_demo(args.output, folds=tuple(args.folds), epochs=args.epochs, seed=args.seed, corpus=args.corpus)
+    return 0
+
+
+def _read_texts(paths: list[str]) -> list[str]:
+    texts = []
+    for path in paths:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        kept = [line.strip() for line in lines if line.strip()]
+        if not kept:
+            raise ValueError(f"{path}: no text (expected one sentence per line)")
+        texts += kept
+    return texts
+
+
+def _read_audio(folders: list[str]) -> list:
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    waveforms = []
+    for folder in folders:
+        files = sorted(Path(folder).rglob("*.wav"))
+        if not files:
+            raise ValueError(f"{folder}: no .wav files under it")
+        for path in files:
+            try:
+                audio, rate = sf.read(path, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as error:
+                raise ValueError(f"{path}: unreadable audio ({error})") from None
+            audio = audio.mean(axis=1)
+            if rate != 16000:
+                audio = soxr.resample(audio, rate, 16000).astype(np.float32)
+            if len(audio) < 16000 // 10:
+                raise ValueError(f"{path}: shorter than 0.1 s")
+            waveforms.append(audio)
+    return waveforms
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from .pretrain import PretrainConfig, pretrain_encoders
+
+    config = PretrainConfig(
+        hidden_size=args.hidden_size, layers=args.layers, vocab_size=args.vocab_size, sentences=args.sentences,
+        recordings=args.recordings, text_steps=args.text_steps, speech_steps=args.speech_steps, seed=args.seed,
+        dropout=args.dropout, saved_dropout=args.saved_dropout)
+    output = Path(args.output)
+    if args.overwrite:
+        for part in ("text", "speech"):
+            shutil.rmtree(output / part, ignore_errors=True)
+    texts = _read_texts(args.text) if args.text else None
+    waveforms = _read_audio(args.audio) if args.audio else None
+    for part, given, kind in (("text", texts, "sentences"), ("speech", waveforms, "recordings")):
+        if (output / part / "config.json").exists():
+            print(f"[pretrain] {output / part}: already there, kept (--overwrite replaces it)")
+        else:
+            source = f"{len(given)} {kind} given" if given is not None else "the built-in generated data"
+            steps = config.text_steps if part == "text" else config.speech_steps
+            print(f"[pretrain] {part} encoder ({config.layers} layers, hidden {config.hidden_size}): {steps} steps "
+                  f"on {source} -> {output / part}")
+    started = time.time()
+    text, speech = pretrain_encoders(output, config, texts=texts, waveforms=waveforms)
+    for folder in (text, speech):
+        size = sum(path.stat().st_size for path in folder.iterdir())
+        print(f"[pretrain] {folder}: {size / 1e6:.2f} MB; load it with from_pretrained('{folder}')")
+    print(f"[pretrain] done in {time.time() - started:.0f} s; train with --text_model {text} --speech_model {speech}")
     return 0
 
 
@@ -166,6 +234,8 @@ def format_matrix(results: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .pretraining_data import PretrainConfig
+
     parser = argparse.ArgumentParser(
         prog="kemdy-adapters",
         description="Continual multimodal emotion recognition on KEMDy19/KEMDy20 with per-task adapters.",
@@ -239,11 +309,39 @@ def build_parser() -> argparse.ArgumentParser:
                          help="dynamic int8 quantisation of the linear layers (CPU serving; see README, Speed)")
     predict.set_defaults(func=_predict)
 
+    pretrain = commands.add_parser(
+        "pretrain", help="pretrain small text and speech encoders offline (no hub needed), saved like hub checkpoints")
+    pretrain.add_argument("--output", required=True, help="folder for text/ and speech/")
+    pretrain.add_argument("--text", nargs="+", default=None,
+                          help="UTF-8 text files, one sentence per line (default: the built-in generated Korean)")
+    pretrain.add_argument("--audio", nargs="+", default=None,
+                          help="folders of .wav files, any rate (default: the built-in generated voices)")
+    defaults = PretrainConfig()
+    for name, help_text in (("hidden_size", "encoder width"), ("layers", "transformer layers"),
+                            ("vocab_size", "WordPiece vocabulary size (at most)"),
+                            ("sentences", "generated sentences when no --text is given"),
+                            ("recordings", "generated recordings when no --audio is given"),
+                            ("text_steps", "text pretraining steps (batch 32)"),
+                            ("speech_steps", "speech pretraining steps (batch 16)"), ("seed", "random seed")):
+        value = getattr(defaults, name)
+        pretrain.add_argument("--" + name.replace("_", "-"), dest=name, type=int, default=value,
+                              help=f"{help_text} (default: {value})")
+    pretrain.add_argument("--dropout", type=float, default=defaults.dropout,
+                          help=f"dropout inside both encoders while pretraining (default: {defaults.dropout})")
+    pretrain.add_argument("--saved-dropout", dest="saved_dropout", type=float, default=defaults.saved_dropout,
+                          help="dropout written into the saved configs, used when fine-tuning (default: "
+                               f"{defaults.saved_dropout})")
+    pretrain.add_argument("--overwrite", action="store_true", help="replace encoders pretrained earlier")
+    pretrain.set_defaults(func=_pretrain)
+
     demo = commands.add_parser("demo", help="the main job on the built-in sample corpus")
     demo.add_argument("--output", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--folds", type=int, nargs="+", default=[0, 1], help="session folds to run (default: 0 1)")
-    demo.add_argument("--epochs", type=int, default=5, help="epochs per task (default: 5)")
+    demo.add_argument("--epochs", type=int, default=12, help="epochs per task (default: 12)")
+    demo.add_argument("--corpus", default=None,
+                      help="a folder holding KEMDy19/ and KEMDy20_v1_1/ (e.g. your copy of the real corpora) to run "
+                           "the demo's recipe on instead of the generated sample corpus")
     demo.set_defaults(func=_demo)
     return parser
 

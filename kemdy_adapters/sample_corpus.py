@@ -231,56 +231,11 @@ class _Writer:
 
     # ------------------------------------------------------------------------------------------ audio
     def voice(self, corpus: str, emotion: str, base_f0: float, seconds: float) -> np.ndarray:
-        rng = self.rng
-        recording = RECORDING[corpus]
-        neutral = PROSODY["neutral"]
-        shape = PROSODY[emotion]
-        blend = recording["expressiveness"]
-        pitch, semitones, energy, rate, breath = (n + blend * (e - n) for n, e in zip(neutral, shape))
-        n = int(seconds * SAMPLE_RATE)
-        t = np.arange(n) / SAMPLE_RATE
-        # Pitch contour: declination plus smooth random movement with the emotion's range.
-        knots = rng.normal(0, semitones / 2, size=max(3, int(seconds * 4)))
-        contour = np.interp(t, np.linspace(0, seconds, len(knots)), knots) - 1.0 * t / seconds
-        if emotion == "surprise":
-            contour += 4.0 * blend * np.clip((t - 0.7 * seconds) / (0.3 * seconds), 0, 1)
-        if emotion == "fear":
-            contour += 0.6 * np.sin(2 * np.pi * 7 * t)  # tremor
-        f0 = base_f0 * pitch * 2 ** (contour / 12)
-        phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
-        # Syllables: one vowel each, with a raised-cosine envelope and short gaps.
-        syllables = max(2, int(round(seconds * rate * rng.uniform(0.85, 1.15))))
-        bounds = np.sort(rng.uniform(0, n, size=syllables - 1)).astype(int)
-        edges = np.concatenate([[0], bounds, [n]])
-        envelope = np.zeros(n)
-        formant = np.zeros((n, 2))
-        for left, right in zip(edges[:-1], edges[1:]):
-            width = right - left
-            if width < 8:
-                continue
-            voiced = int(width * rng.uniform(0.65, 0.9))
-            envelope[left:left + voiced] = np.sin(np.linspace(0, np.pi, voiced)) ** 2
-            formant[left:right] = VOWELS[rng.integers(len(VOWELS))]
-        signal = np.zeros(n)
-        for k in range(1, 26):
-            freq = k * f0
-            weight = (np.exp(-((freq - formant[:, 0]) / 150) ** 2) + 0.7 * np.exp(-((freq - formant[:, 1]) / 200) ** 2)
-                      + 0.15 / k)
-            weight[freq > SAMPLE_RATE / 2 - 200] = 0
-            signal += weight * np.sin(k * phase)
-        signal = signal / (np.abs(signal).max() + 1e-9)
-        signal = signal * (1 - breath) + breath * rng.normal(0, 0.5, n)
-        signal *= envelope * energy
-        # Recording conditions of the corpus.
-        if recording["lowpass_hz"]:
-            spectrum = np.fft.rfft(signal)
-            spectrum[np.fft.rfftfreq(n, 1 / SAMPLE_RATE) > recording["lowpass_hz"]] = 0
-            signal = np.fft.irfft(spectrum, n)
-        signal += recording["hum"] * np.sin(2 * np.pi * 60 * t)
-        power = np.mean(signal**2) + 1e-9
-        signal += rng.normal(0, np.sqrt(power / 10 ** (recording["snr_db"] / 10)), n)
-        signal *= recording["gain"] / (np.abs(signal).max() + 1e-9) * max(energy, 0.2)
-        return np.clip(signal, -1, 1).astype(np.float32)
+        blend = RECORDING[corpus]["expressiveness"]
+        prosody = tuple(n + blend * (e - n) for n, e in zip(PROSODY["neutral"], PROSODY[emotion]))
+        return synthesize_voice(self.rng, prosody, RECORDING[corpus], base_f0, seconds,
+                                rise=4.0 * blend if emotion == "surprise" else 0.0,
+                                tremor=0.6 if emotion == "fear" else 0.0)
 
     def utterance(self, corpus: str, base_f0: float, audio: bool = True) -> dict:
         emotion = self.hidden_emotion(corpus)
@@ -294,6 +249,63 @@ class _Writer:
         labels, votes = self.ratings(corpus, emotion)
         return {"emotion": emotion, "modality": modality, "raw": raw, "clean": clean, "audio": waveform,
                 "labels": labels, "votes": votes}
+
+
+def synthesize_voice(
+    rng: np.random.Generator, prosody: tuple[float, float, float, float, float], recording: dict, base_f0: float,
+    seconds: float, rise: float = 0.0, tremor: float = 0.0, formant_scale: float = 1.0,
+) -> np.ndarray:
+    """One utterance of the harmonic voice: `prosody` is (pitch factor, pitch range in semitones, energy,
+    syllables per second, breathiness); `recording` holds `snr_db`, `lowpass_hz` (or None), `hum` and `gain`;
+    `rise` semitones of final rise, `tremor` semitones of 7 Hz tremor, `formant_scale` the speaker's vocal-tract
+    scaling of the vowel formants."""
+    pitch, semitones, energy, rate, breath = prosody
+    n = int(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    # Pitch contour: declination plus smooth random movement with the emotion's range.
+    knots = rng.normal(0, semitones / 2, size=max(3, int(seconds * 4)))
+    contour = np.interp(t, np.linspace(0, seconds, len(knots)), knots) - 1.0 * t / seconds
+    if rise:
+        contour += rise * np.clip((t - 0.7 * seconds) / (0.3 * seconds), 0, 1)
+    if tremor:
+        contour += tremor * np.sin(2 * np.pi * 7 * t)
+    f0 = base_f0 * pitch * 2 ** (contour / 12)
+    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+    # Syllables: one vowel each, with a raised-cosine envelope and short gaps.
+    syllables = max(2, int(round(seconds * rate * rng.uniform(0.85, 1.15))))
+    bounds = np.sort(rng.uniform(0, n, size=syllables - 1)).astype(int)
+    edges = np.concatenate([[0], bounds, [n]])
+    envelope = np.zeros(n)
+    formant = np.zeros((n, 2))
+    for left, right in zip(edges[:-1], edges[1:]):
+        width = right - left
+        if width < 8:
+            continue
+        voiced = int(width * rng.uniform(0.65, 0.9))
+        envelope[left:left + voiced] = np.sin(np.linspace(0, np.pi, voiced)) ** 2
+        formant[left:right] = VOWELS[rng.integers(len(VOWELS))]
+    if formant_scale != 1.0:
+        formant *= formant_scale
+    signal = np.zeros(n)
+    for k in range(1, 26):
+        freq = k * f0
+        weight = (np.exp(-((freq - formant[:, 0]) / 150) ** 2) + 0.7 * np.exp(-((freq - formant[:, 1]) / 200) ** 2)
+                  + 0.15 / k)
+        weight[freq > SAMPLE_RATE / 2 - 200] = 0
+        signal += weight * np.sin(k * phase)
+    signal = signal / (np.abs(signal).max() + 1e-9)
+    signal = signal * (1 - breath) + breath * rng.normal(0, 0.5, n)
+    signal *= envelope * energy
+    # Recording conditions.
+    if recording["lowpass_hz"]:
+        spectrum = np.fft.rfft(signal)
+        spectrum[np.fft.rfftfreq(n, 1 / SAMPLE_RATE) > recording["lowpass_hz"]] = 0
+        signal = np.fft.irfft(spectrum, n)
+    signal += recording["hum"] * np.sin(2 * np.pi * 60 * t)
+    power = np.mean(signal**2) + 1e-9
+    signal += rng.normal(0, np.sqrt(power / 10 ** (recording["snr_db"] / 10)), n)
+    signal *= recording["gain"] / (np.abs(signal).max() + 1e-9) * max(energy, 0.2)
+    return np.clip(signal, -1, 1).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------- files

@@ -12,7 +12,7 @@ import pytest
 
 from kemdy_adapters.cli import build_parser, main
 
-COMMANDS = ["sample-corpus", "inspect", "train", "benchmark", "bench", "push", "predict", "demo"]
+COMMANDS = ["sample-corpus", "inspect", "train", "benchmark", "bench", "push", "predict", "pretrain", "demo"]
 
 
 def test_console_script_help():
@@ -47,6 +47,19 @@ def test_inspect_summarises_both_corpora(sample_corpus, hf_cache, capsys):
 def test_inspect_on_a_wrong_folder_fails_cleanly(tmp_path, capsys):
     assert main(["inspect", str(tmp_path)]) == 2
     assert "not a KEMDY19 corpus folder" in capsys.readouterr().err
+
+
+def test_demo_command_defaults_are_the_demos_own():
+    from kemdy_adapters.demo import DEMO_EPOCHS
+
+    assert build_parser().parse_args(["demo"]).epochs == DEMO_EPOCHS
+
+
+def test_demo_on_a_folder_without_both_corpora_fails_cleanly(tmp_path, capsys):
+    (tmp_path / "KEMDy19").mkdir()
+    assert main(["demo", "--output", str(tmp_path / "demo"), "--corpus", str(tmp_path)]) == 2
+    assert f"{tmp_path}: no KEMDy20_v1_1 folder in it" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()  # nothing written before the check
 
 
 def test_sample_corpus_command(tmp_path, capsys):
