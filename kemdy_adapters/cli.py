@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--folds", type=int, nargs="+", default=[0, 1], help="session folds to run (default: 0 1)")
-    demo.add_argument("--epochs", type=int, default=12, help="epochs per task (default: 12)")
+    demo.add_argument("--epochs", type=int, default=9, help="epochs per task (default: 9)")
     demo.add_argument("--corpus", default=None,
                       help="a folder holding KEMDy19/ and KEMDy20_v1_1/ (e.g. your copy of the real corpora) to run "
                            "the demo's recipe on instead of the generated sample corpus")

@@ -35,7 +35,7 @@ def DEMO_CORPUS(seed: int) -> SampleCorpusConfig:  # noqa: N802 - a config const
     return SampleCorpusConfig(seed=seed, kemdy19_turns=6, kemdy20_turns=12, min_seconds=0.6, max_seconds=1.2)
 
 
-DEMO_EPOCHS = 12
+DEMO_EPOCHS = 9
 """Epochs per task: the kept epoch is the best on validation. 5 left `task_a` at about half the linear baseline's
 macro F1; 10-15 reached it with the shipped encoders (README, "Learning you can see")."""
 

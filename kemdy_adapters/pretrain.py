@@ -87,7 +87,8 @@ def train_tokenizer(folder: str | Path, texts: list[str], vocab_size: int = 3000
     learner.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     learner.train_from_iterator(texts, trainers.WordPieceTrainer(
         vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=ALPHABET, show_progress=False))
-    # The trainer's own id order varies from run to run (ties); sorted, the same texts give the same vocabulary.
+    # Learned pieces in sorted order after the alphabet. (The trainer breaks ties between equally frequent
+    # merges in no fixed order, so training again from the same texts can differ in a few pieces.)
     base = [*SPECIAL_TOKENS, *ALPHABET, *("##" + char for char in ALPHABET)]
     vocab = base + sorted(set(learner.get_vocab()) - set(base))
     vocab_file = folder / "vocab.txt"
