@@ -70,6 +70,17 @@ def render_template(name: str, values: dict) -> str:
     return Template((HUB_CARDS / name).read_text(encoding="utf-8")).substitute(values)
 
 
+def check_template_values(template: str, values: dict, known: set[str] = frozenset()) -> None:
+    """Raises if the Jinja `template` names a variable that neither `values` nor `known` gives (Jinja would
+    silently render it empty)."""
+    import jinja2
+    from jinja2 import meta
+
+    missing = meta.find_undeclared_variables(jinja2.Environment().parse(template)) - set(values) - set(known)
+    if missing:
+        raise KeyError(f"card template values missing: {', '.join(sorted(missing))}")
+
+
 def render_dataset_card(corpus: str) -> str:
     """The dataset card (README.md with YAML metadata) of `dataset_scripts/<corpus>`."""
     return render_template("dataset_card.md", {**DATASET_CARD_VALUES[corpus], "citation": KEMDY_CITATION})

@@ -131,48 +131,48 @@ GENERIC_LIMITATIONS = (
 )
 
 
-def card_metadata(config: dict, source: TaskSource, repo_id: str) -> dict:
-    """The model card's YAML metadata (Hub conventions: tags, base models, datasets, model-index results)."""
+def card_data(config: dict, source: TaskSource, repo_id: str):
+    """The model card's metadata as `huggingface_hub.ModelCardData` (tags, base models, datasets, and the
+    scores as `EvalResult`s, which the Hub shows as the model-index)."""
+    from huggingface_hub import EvalResult, ModelCardData
+
     base = config["base"]
     kemdy = config["task"] in CORPORA
-    metadata = {
-        "library_name": "kemdy-adapters",
-        **({"language": ["ko"]} if kemdy else {}),
-        "license": "other",
-        "license_name": "kemdy-derived" if kemdy else "data-owner-terms",
-        **({"license_link": "https://nanum.etri.re.kr/share/kjnoh/KEMDy20?lang=En_us"} if kemdy else {}),
-        "pipeline_tag": "audio-classification",
-        "tags": ["adapter-transformers", "adapters", "kemdy-adapters", "emotion-recognition", "multimodal",
-                 "speech", "continual-learning", config["task"]],
-        **({"datasets": [config["task"]]} if kemdy else {}),
-    }
     bases = [checkpoint for checkpoint in (base["text_checkpoint"], base["speech_checkpoint"])
              if _looks_like_hub_id(checkpoint)]
-    if bases:
-        metadata["base_model"] = bases
-    if source.scores:
-        names = {"weighted_f1": ("f1", "weighted F1", "weighted"), "macro_f1": ("f1", "macro F1", "macro"),
-                 "uar": ("recall", "UAR (unweighted average recall)", "macro")}
-        metadata["metrics"] = ["f1", "recall"]
-        metadata["model-index"] = [{
-            "name": repo_id.split("/")[-1],
-            "results": [{
-                "task": {"type": "audio-classification", "name": "Emotion recognition in conversation"},
-                "dataset": {"type": config["task"], "name": config["task"].upper(),
-                            "split": "held-out sessions (session-wise cross-validation)"},
-                "metrics": [{"type": kind, "name": name, "value": round(float(source.scores[metric]["mean"]), 4),
-                             "args": {"average": average}}
-                            for metric, (kind, name, average) in names.items() if source.scores.get(metric)],
-            }],
-        }]
-    return metadata
+    names = {"weighted_f1": ("f1", "weighted F1", "weighted"), "macro_f1": ("f1", "macro F1", "macro"),
+             "uar": ("recall", "UAR (unweighted average recall)", "macro")}
+    scores = source.scores or {}
+    results = [
+        EvalResult(task_type="audio-classification", task_name="Emotion recognition in conversation",
+                   dataset_type=config["task"], dataset_name=config["task"].upper(),
+                   dataset_split="held-out sessions (session-wise cross-validation)", metric_type=kind,
+                   metric_name=name, metric_value=round(float(scores[metric]["mean"]), 4),
+                   metric_args={"average": average})
+        for metric, (kind, name, average) in names.items() if scores.get(metric)]
+    return ModelCardData(
+        library_name="kemdy-adapters",
+        language=["ko"] if kemdy else None,
+        license="other",
+        license_name="kemdy-derived" if kemdy else "data-owner-terms",
+        license_link="https://nanum.etri.re.kr/share/kjnoh/KEMDy20?lang=En_us" if kemdy else None,
+        pipeline_tag="audio-classification",
+        tags=["adapter-transformers", "adapters", "kemdy-adapters", "emotion-recognition", "multimodal", "speech",
+              "continual-learning", config["task"]],
+        datasets=[config["task"]] if kemdy else None,
+        base_model=bases or None,
+        metrics=["f1", "recall"] if results else None,
+        model_name=repo_id.split("/")[-1] if results else None,
+        eval_results=results or None,
+    )
 
 
 def render_model_card(config: dict, source: TaskSource, repo_id: str, parameters: int, size: int) -> str:
-    """README.md of a task repository, from `hub_cards/model_card.md`."""
-    import yaml
+    """README.md of a task repository: `huggingface_hub.ModelCard.from_template` over `hub_cards/model_card.md`
+    (a Jinja template) with `card_data`'s metadata."""
+    from huggingface_hub import ModelCard
 
-    from .cards import DATASET_CARD_VALUES, KEMDY_CITATION, render_template
+    from .cards import DATASET_CARD_VALUES, HUB_CARDS, KEMDY_CITATION, check_template_values
     from .report import format_score
 
     corpus = DATASET_CARD_VALUES.get(config["task"], {})
@@ -202,8 +202,6 @@ def render_model_card(config: dict, source: TaskSource, repo_id: str, parameters
         agnostic = (f"Without the task id, the task is chosen by routing statistics (`{method}`); routing accuracy "
                     f"between the tasks of this run: {value:.3f}.")
     values = {
-        "metadata": yaml.safe_dump(card_metadata(config, source, repo_id), sort_keys=False,
-                                   allow_unicode=True).strip(),
         "title": f"{corpus.get('pretty_name', config['task'])} emotion task adapter ({repo_id})",
         "pretty_name": corpus.get("pretty_name", config["task"]),
         "adapter_description": adapters,
@@ -230,7 +228,9 @@ def render_model_card(config: dict, source: TaskSource, repo_id: str, parameters
         "agnostic": agnostic,
         "citation": KEMDY_CITATION if kemdy else METHOD_CITATION,
     }
-    return render_template("model_card.md", values)
+    template = (HUB_CARDS / "model_card.md").read_text(encoding="utf-8")
+    check_template_values(template, values, known={"card_data"})
+    return str(ModelCard.from_template(card_data(config, source, repo_id), template_str=template, **values))
 
 
 def prepare_task_folder(source, task: str, output, repo_id: str, strategy: str = "adapter", fold: int = 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from kemdy_adapters.cards import HUB_CARDS, render_dataset_card
@@ -24,3 +25,11 @@ def test_dataset_card_metadata_and_content():
         assert "may not be redistributed" in body and "ETRI" in body
         assert f'load_dataset(\n    "dataset_scripts/{corpus}"' in body
         assert "$" not in body.replace("$ ", "")
+
+
+def test_a_card_template_variable_without_a_value_is_an_error():
+    from kemdy_adapters.cards import check_template_values
+
+    check_template_values("# {{ title }}\n{{ card_data }}", {"title": "x"}, known={"card_data"})
+    with pytest.raises(KeyError, match="labels"):
+        check_template_values("# {{ title }} {{ labels }}", {"title": "x"})

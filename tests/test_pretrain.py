@@ -71,7 +71,8 @@ def test_the_shipped_encoders_load_like_hub_checkpoints_and_stay_small(tmp_path)
     bert, wav2vec2 = BertModel.from_pretrained(text), Wav2Vec2Model.from_pretrained(speech)
     assert bert.config.hidden_size == wav2vec2.config.hidden_size == 64
     tokenizer = AutoTokenizer.from_pretrained(text)
-    assert not any(tokenizer.unk_token_id in ids for ids in tokenizer(ORDINARY_KOREAN + random_hangul(200, 2))["input_ids"])
+    encoded = tokenizer(ORDINARY_KOREAN + random_hangul(200, 2))["input_ids"]
+    assert not any(tokenizer.unk_token_id in ids for ids in encoded)
     record = json.loads((SHIPPED_ENCODERS / "pretrain_config.json").read_text())
     assert record["hidden_size"] == 64 and record["text_steps"] > 0
     # Pretrained, not random: the pooler separates sentences more than a fresh BERT of the same shape does.
