@@ -121,8 +121,14 @@ class MultimodalEmotionConfig(PretrainedConfig):
         self.task_layer_norms = task_layer_norms
 
 
+RESERVED_TASK_NAMES = ("base", "logs")
+"""Folders a run folder holds beside its tasks' (layout.py), so no task may be called so."""
+
+
 def check_task_name(name: str) -> None:
     if not isinstance(name, str) or not TASK_NAME_RE.match(name):
         raise ValueError(
             f"task name {name!r} must be lower-case letters, digits and '_', starting with a letter (e.g. 'kemdy19')"
         )
+    if name in RESERVED_TASK_NAMES:
+        raise ValueError(f"task name {name!r} is taken by a run folder's own {name}/ folder; choose another")

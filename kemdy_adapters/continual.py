@@ -36,6 +36,7 @@ from .scoring import score_agnostic, score_row
 from .storage import RunLock, ensure_writable, read_json, write_json
 from .strategies import SHARED_HEAD, Strategy, get_strategy
 from .tasks import TaskSpec
+from .tracking import log_score_rows, reports_to_tensorboard
 from .trainer import ContinualTrainer
 from .training_args import ContinualTrainingArguments, DataArguments, ModelArguments, task_specs
 
@@ -351,6 +352,9 @@ class ContinualRun:
         self._finish(task, trainer, output, {
             "head": head, "scores": scores, "validation": validation, "task_agnostic": agnostic,
             "trainable_parameters": trainable, "export_bytes": export_bytes})
+        if _is_main(self.args) and reports_to_tensorboard(self.args.report_to):
+            rows = [read_json(self.layout.scores(earlier))["scores"] for earlier in self.order[: index + 1]]
+            log_score_rows(self.layout.tracker, self.order, rows)
         if _is_main(self.args) and index > 0 and self.strategy.carries_model and not self.strategy.adapters:
             shutil.rmtree(self.layout.model(self.order[index - 1]), ignore_errors=True)
         _barrier()

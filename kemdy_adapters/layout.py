@@ -5,7 +5,8 @@ A run folder (one strategy on one task order and fold):
     run.json              strategy, order, fold, seed and the tasks received from elsewhere
     base/                 adapter_wo_pretrain: the random encoders, so a resumed run rebuilds the same model
     <task>/checkpoints/   the Trainer's checkpoints while the task trains (removed once it is finished)
-    <task>/logs/          the Trainer's logs
+    <task>/logs/          the Trainer's logs (and its TensorBoard curves with --report_to tensorboard)
+    logs/                 with --report_to tensorboard: the rows of R after every task (tracking.py)
     <task>/export/        adapter strategies: the task's adapters, head and routing statistics
     <task>/model/         carried full models: the whole model after this task (removed once the next is done)
     <task>/ewc/           consolidating strategies: anchor and Fisher after this task
@@ -51,6 +52,10 @@ class RunLayout:
 
     def logs(self, task: str) -> Path:
         return self.root / task / "logs"
+
+    @property
+    def tracker(self) -> Path:
+        return self.root / "logs"
 
     def export(self, task: str) -> Path:
         return self.root / task / "export"
