@@ -245,7 +245,7 @@ class Benchmark:
             splits = task_splits(dataset, fold, n_folds=self.data_args.n_folds, fold_seed=self.data_args.fold_seed)
             floors[task] = floor_scores(splits, len(spec.labels), self.data_args.max_speech_seconds,
                                         where=spec.location or task, seed=fold)
-        if self.args.process_index == 0:
+        if self.args.should_save:
             write_json(path, floors)
         return floors
 
@@ -305,7 +305,7 @@ class Benchmark:
             best = max(outcomes, key=lambda item: (item["criterion"] is not None, item["criterion"] or 0.0,
                                                    -item["trial"]))
             record["strategies"][name] = {"trials": outcomes, "chosen": best["trial"], "settings": best["settings"]}
-            if self.args.process_index == 0:
+            if self.args.should_save:
                 write_json(self.layout.tuning, record)
         return record
 
@@ -315,7 +315,7 @@ class Benchmark:
             return False
         chosen = self.tuning["strategies"][cell.strategy]["chosen"]
         source = self.layout.trial(cell.strategy, chosen, cell.fold, cell.order)
-        if not source.results.exists() or self.args.process_index != 0:
+        if not source.results.exists() or not self.args.should_save:
             return False
         target = self.cell_layout(cell).root
         shutil.rmtree(target, ignore_errors=True)
@@ -324,7 +324,7 @@ class Benchmark:
 
     def run(self) -> dict:
         """Runs every unfinished cell (holding the folder's lock, see `storage.RunLock`) and returns results."""
-        if self.args.process_index != 0:
+        if not self.args.should_save:
             return self._run()
         with RunLock(self.output, command="kemdy-adapters benchmark"):
             return self._run()
@@ -365,7 +365,7 @@ class Benchmark:
         return results
 
     def _say(self, line: str) -> None:
-        if self.args.process_index == 0:
+        if self.args.should_save:
             print(line, flush=True)
 
     # ------------------------------------------------------------------------------------------ aggregation
@@ -408,7 +408,7 @@ class Benchmark:
         from .report import render_markdown, write_figures
 
         results = self.collect()
-        if self.args.process_index == 0:
+        if self.args.should_save:
             write_json(self.layout.results, results)
             markdown = render_markdown(results)
             temporary = self.output / ".results.md.tmp"

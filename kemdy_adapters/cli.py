@@ -148,7 +148,7 @@ def _train(argv: list[str]) -> int:
 
     model_args, data_args, args = parse_arguments(argv)
     results = ContinualRun(model_args, data_args, args).run()
-    if args.process_index == 0:
+    if args.should_save:  # the main process
         print(format_matrix(results))
     return 0
 

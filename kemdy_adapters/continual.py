@@ -20,7 +20,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-import torch.distributed as dist
+from accelerate import PartialState
 from transformers import set_seed
 
 from .data import MultimodalCollator, MultimodalProcessor, load_task_splits
@@ -89,12 +89,13 @@ def load_fold(data_args: DataArguments, args: ContinualTrainingArguments, specs:
 
 
 def _is_main(args: ContinualTrainingArguments) -> bool:
-    return args.process_index == 0
+    """Whether this process writes the run's files (Trainer's own rule: `TrainingArguments.should_save`)."""
+    return args.should_save
 
 
 def _barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    """Every process waits here for the others (accelerate's `wait_for_everyone`; nothing in one process)."""
+    PartialState().wait_for_everyone()
 
 
 class ContinualRun:
