@@ -14,7 +14,9 @@ attention), and pooling averages real frames only, so a padded utterance gets th
 
 from __future__ import annotations
 
+import contextvars
 import copy
+import functools
 import logging
 from pathlib import Path
 
@@ -34,16 +36,34 @@ from .interfaces import wav2vec2_interface
 logger = logging.getLogger(__name__)
 
 
+_DELIBERATELY_INACTIVE = contextvars.ContextVar("kemdy_adapters_deliberately_inactive", default=False)
+
+
 class _NoInactiveAdapterWarning(logging.Filter):
-    """adapters warns on every forward (and on every set_active_adapters) of a model that has adapters but none
-    active. Here that state is deliberate (a task without adapters, e.g. the fine-tuning strategies' shared head,
-    or switching tasks), so the message is dropped; every other adapters message passes."""
+    """adapters warns on every forward of a model that has adapters but none active. Inside this model's own
+    methods that state is deliberate (a task without adapters, e.g. the fine-tuning strategies' shared head; the
+    frozen base for routing; switching tasks), so there the message is dropped; anywhere else in the process
+    (another adapters model) it passes, as does every other adapters message."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "none are activated for the forward pass" not in record.getMessage()
+        return not (_DELIBERATELY_INACTIVE.get() and "none are activated for the forward pass" in record.getMessage())
 
 
 logging.getLogger("adapters.model_mixin").addFilter(_NoInactiveAdapterWarning())
+
+
+def _inactive_adapters_expected(method):
+    """Marks a method of `MultimodalEmotionModel` in which the encoders may run without active adapters."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        token = _DELIBERATELY_INACTIVE.set(True)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _DELIBERATELY_INACTIVE.reset(token)
+
+    return wrapper
 
 
 def _checkpoint_name(checkpoint) -> str:
@@ -294,6 +314,7 @@ class MultimodalEmotionModel(PreTrainedModel):
             raise KeyError(f"unknown task {name!r}; this model has {self.tasks}")
         return name
 
+    @_inactive_adapters_expected
     def set_active_task(self, name: str) -> None:
         """Uses `name`'s adapters (if it has any) and head in forward passes from now on."""
         name = self._task(name)
@@ -303,6 +324,7 @@ class MultimodalEmotionModel(PreTrainedModel):
         self._norm_state["task"] = active
         self.config.active_task = name
 
+    @_inactive_adapters_expected
     def deactivate_tasks(self) -> None:
         """No task's adapters or layer norms in forward passes (the frozen base alone) until the next
         `set_active_task`."""
@@ -373,6 +395,7 @@ class MultimodalEmotionModel(PreTrainedModel):
         mask = torch.arange(features.shape[1], device=features.device)[None, :] < frame_lengths[:, None]
         return features, mask
 
+    @_inactive_adapters_expected
     def encode_text(
         self,
         input_ids: torch.Tensor,
@@ -383,6 +406,7 @@ class MultimodalEmotionModel(PreTrainedModel):
         return self.text_encoder(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).pooler_output
 
+    @_inactive_adapters_expected
     def encode_speech(
         self,
         input_values: torch.Tensor | None = None,
@@ -460,6 +484,7 @@ class MultimodalEmotionModel(PreTrainedModel):
             hidden[i, :n] = self.speech_lower_layers(features[i: i + 1, :n])[0]
         return "speech_hidden", hidden, mask
 
+    @_inactive_adapters_expected
     @torch.no_grad()
     def speech_lower_layers(self, features: torch.Tensor) -> torch.Tensor:
         """One utterance's (1, T, C) feature-encoder output through the frozen part below
@@ -475,6 +500,7 @@ class MultimodalEmotionModel(PreTrainedModel):
                 hidden = layer(hidden)[0]
         return hidden
 
+    @_inactive_adapters_expected
     def forward(
         self,
         input_ids: torch.Tensor,

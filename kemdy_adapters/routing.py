@@ -63,8 +63,7 @@ def routing_features(model, batch: dict, kind: str = DEFAULT_KIND) -> torch.Tens
     active = model.active_task
     model.deactivate_tasks()
     try:
-        text = model.text_encoder(input_ids=input_ids, attention_mask=attention_mask,
-                                  token_type_ids=batch.get("token_type_ids")).pooler_output
+        text = model.encode_text(input_ids, attention_mask, batch.get("token_type_ids"))
         hidden, mask = model.encode_speech(**speech)
         mean, _ = _masked_mean_std(hidden, mask)
     finally:

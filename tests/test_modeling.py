@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -357,3 +358,22 @@ def test_reference_adapter_variant_keeps_tasks_apart(base_checkpoints, tmp_path)
     model.save_pretrained(tmp_path / "whole")
     again = MultimodalEmotionModel.from_pretrained(tmp_path / "whole")
     assert torch.equal(logits(again, probe, "kemdy20"), logits(model, probe, "kemdy20"))
+
+
+def test_the_inactive_adapters_warning_is_dropped_only_inside_this_models_own_methods(caplog):
+    import adapters
+    from transformers import BertModel
+
+    message = "none are activated for the forward pass"
+    model = tiny_model()
+    model.add_task("shared", adapters=False)  # a task without adapters: the encoders run with none active
+    inputs = batch()
+    with caplog.at_level(logging.WARNING, logger="adapters.model_mixin"):
+        model(**inputs, task="shared")
+    assert message not in caplog.text
+    other = BertModel(tiny_text_config())  # someone else's adapters model in the same process
+    adapters.init(other)
+    other.add_adapter("unused")
+    with caplog.at_level(logging.WARNING, logger="adapters.model_mixin"):
+        other(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    assert message in caplog.text
