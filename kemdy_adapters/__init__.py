@@ -3,12 +3,18 @@
 __version__ = "0.1.0"
 
 _LAZY = {
-    "EmotionRecognizer": "inference",
-    "MultimodalEmotionConfig": "configuration",
     "MultimodalEmotionModel": "modeling",
+    "MultimodalEmotionConfig": "configuration",
+    "ContinualRun": "continual",
     "ContinualTrainer": "trainer",
     "ContinualTrainingArguments": "training_args",
+    "EmotionRecognizer": "inference",
+    "TaskSpec": "tasks",
+    "load_kemdy": "hf_dataset",
+    "pretrain_encoders": "pretrain",
+    "write_sample_corpus": "sample_corpus",
 }
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str):

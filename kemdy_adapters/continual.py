@@ -109,14 +109,24 @@ class ContinualRun:
         specs: Optional `{task: TaskSpec}` (e.g. `TaskSpec.from_dataset` for a Python dataset); resolved from the
             arguments when not given.
 
-    Example:
+    Example (the generated sample corpus and the shipped small encoders; on real data name the corpora and
+    checkpoints, e.g. `--tasks kemdy19 clinic=/data/clinic --data_dir /data`):
 
+    >>> import tempfile
     >>> from kemdy_adapters.continual import ContinualRun
+    >>> from kemdy_adapters.pretrain import SHIPPED_ENCODERS
+    >>> from kemdy_adapters.sample_corpus import write_sample_corpus
     >>> from kemdy_adapters.training_args import parse_arguments
-    >>> run = ContinualRun(*parse_arguments(["--tasks", "kemdy19", "clinic=/data/clinic", "--data_dir", "/data",
-    ...                                      "--output_dir", "runs/x"]))  # doctest: +SKIP
-    >>> results = run.run()  # doctest: +SKIP
-    >>> results["matrix"]["macro_f1"]  # R[i][j]: after task i, on task j  # doctest: +SKIP
+    >>> work = tempfile.mkdtemp()
+    >>> corpus = write_sample_corpus(f"{work}/corpus")
+    >>> run = ContinualRun(*parse_arguments([
+    ...     "--strategy", "adapter", "--data_dir", str(corpus), "--output_dir", f"{work}/run",
+    ...     "--text_model", str(SHIPPED_ENCODERS / "text"), "--speech_model", str(SHIPPED_ENCODERS / "speech"),
+    ...     "--num_train_epochs", "1", "--learning_rate", "1e-2", "--use_cpu", "true", "--disable_tqdm", "true"]))
+    >>> results = run.run()
+    >>> matrix = results["matrix"]["macro_f1"]  # R[i][j]: after learning task i, scored on task j
+    >>> len(matrix), matrix[1][0] == matrix[0][0]  # adapters: the first task's score does not move
+    (2, True)
     """
 
     def __init__(

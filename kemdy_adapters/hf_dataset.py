@@ -176,11 +176,26 @@ def load_kemdy(
     """Loads a corpus through its loading script and returns the `train` split (all sessions).
 
     Args:
-        corpus: `"kemdy19"` or `"kemdy20"`.
-        data_dir: The unpacked corpus folder, or a folder right above it (e.g. the sample corpus folder).
-        multi_label: Use the `multi_label` config (tied rows kept).
-        skip_bad_files: Skip unreadable wav/txt files (counted in the log) instead of raising.
-        cache_dir: Where `datasets` keeps its Arrow cache.
+        corpus (`str`): `"kemdy19"` or `"kemdy20"`.
+        data_dir (`str` or `Path`): The unpacked corpus folder, or a folder right above it (e.g. the sample
+            corpus folder).
+        multi_label (`bool`, *optional*, defaults to `False`): Use the `multi_label` config (tied rows kept).
+        skip_bad_files (`bool`, *optional*, defaults to `False`): Skip unreadable wav/txt files (counted in the
+            log) instead of raising.
+        cache_dir (`str`, *optional*): Where `datasets` keeps its Arrow cache.
+
+    Example (the generated sample corpus, in the real on-disk layout):
+
+    >>> import tempfile
+    >>> from kemdy_adapters.hf_dataset import load_kemdy
+    >>> from kemdy_adapters.sample_corpus import write_sample_corpus
+    >>> work = tempfile.mkdtemp()
+    >>> corpus = write_sample_corpus(f"{work}/corpus")
+    >>> dataset = load_kemdy("kemdy20", corpus, cache_dir=f"{work}/cache")
+    >>> dataset.features["label"].names
+    ['angry', 'disgust', 'fear', 'happy', 'neutral', 'sad', 'surprise']
+    >>> sorted(set(dataset["session"]))[:2], dataset[0]["audio"]["sampling_rate"]
+    (['Sess01', 'Sess02'], 16000)
     """
     root = find_corpus_root(data_dir, corpus)
     try:

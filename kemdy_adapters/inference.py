@@ -116,7 +116,31 @@ class Prediction:
 
 
 class EmotionRecognizer:
-    """A model with one or more tasks, its processor, and a router over the tasks that have routing statistics."""
+    """A model with one or more tasks, its processor, and a router over the tasks that have routing statistics.
+
+    Load it with `from_pretrained` from task folders or Hub repo ids; call it on one utterance.
+
+    Args:
+        model (`MultimodalEmotionModel`): The model with its tasks loaded.
+        processor (`MultimodalProcessor`): Tokenizer and waveform preparation of the model's checkpoints.
+        router (`Router`, *optional*): Picks a task per utterance when none is named (needed for several tasks).
+
+    Example (a task exported untrained from the shipped small encoders; `train` and `push` make real ones):
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from kemdy_adapters import EmotionRecognizer, MultimodalEmotionModel
+    >>> from kemdy_adapters.pretrain import SHIPPED_ENCODERS
+    >>> model = MultimodalEmotionModel.from_encoders(SHIPPED_ENCODERS / "text", SHIPPED_ENCODERS / "speech",
+    ...                                              tasks={"kemdy19": None})
+    >>> folder = f"{tempfile.mkdtemp()}/kemdy19"
+    >>> _ = model.save_task(folder, "kemdy19")
+    >>> recognizer = EmotionRecognizer.from_pretrained(folder, allow_unverified=True)  # no integrity record
+    >>> speech = 0.1 * np.sin(np.linspace(0, 2000, 16000))  # one second at 16 kHz
+    >>> prediction = recognizer(speech, "오늘 정말 기분이 좋아요", sampling_rate=16000)
+    >>> prediction["task"], len(prediction["probabilities"]), prediction["emotion"] in prediction["probabilities"]
+    ('kemdy19', 7, True)
+    """
 
     def __init__(self, model: MultimodalEmotionModel, processor: MultimodalProcessor, router: Router | None = None):
         self.model = model.eval()

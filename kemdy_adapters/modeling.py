@@ -125,6 +125,24 @@ class MultimodalEmotionModel(PreTrainedModel):
     Build it with `from_encoders` (from checkpoints, or configs with random weights) and load a saved one with
     `from_pretrained`. Tasks are added with `add_task`; `set_active_task` chooses the adapters and head a
     forward pass uses, and `train_task` freezes everything but one task's adapters and head.
+
+    Args:
+        config (`MultimodalEmotionConfig`): The BERT and Wav2Vec2 sub-configs, the tasks, and the adapter and
+            head settings.
+
+    Example (the small encoders shipped with kemdy-adapters stand in for `"klue/bert-base"` and
+    `"facebook/wav2vec2-base-960h"`):
+
+    >>> import torch
+    >>> from kemdy_adapters import MultimodalEmotionModel
+    >>> from kemdy_adapters.pretrain import SHIPPED_ENCODERS
+    >>> model = MultimodalEmotionModel.from_encoders(SHIPPED_ENCODERS / "text", SHIPPED_ENCODERS / "speech")
+    >>> model.add_task("kemdy19")  # Houlsby adapters in every layer of both encoders, and a 7-emotion head
+    >>> model.train_task("kemdy19")  # only kemdy19's adapters and head get gradients
+    >>> output = model(input_ids=torch.tensor([[2, 400, 3]]), input_values=torch.randn(1, 16000),
+    ...                labels=torch.tensor([4]))
+    >>> tuple(output.logits.shape), output.loss.requires_grad
+    ((1, 7), True)
     """
 
     config_class = MultimodalEmotionConfig
