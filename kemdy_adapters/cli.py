@@ -81,26 +81,15 @@ def _read_texts(paths: list[str]) -> list[str]:
 
 
 def _read_audio(folders: list[str]) -> list:
-    import numpy as np
-    import soundfile as sf
-    import soxr
+    """Every .wav under `folders` as 16 kHz mono (as `predict` reads audio: a bad file is an error naming it)."""
+    from .inference import load_audio
 
     waveforms = []
     for folder in folders:
         files = sorted(Path(folder).rglob("*.wav"))
         if not files:
             raise ValueError(f"{folder}: no .wav files under it")
-        for path in files:
-            try:
-                audio, rate = sf.read(path, dtype="float32", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError) as error:
-                raise ValueError(f"{path}: unreadable audio ({error})") from None
-            audio = audio.mean(axis=1)
-            if rate != 16000:
-                audio = soxr.resample(audio, rate, 16000).astype(np.float32)
-            if len(audio) < 16000 // 10:
-                raise ValueError(f"{path}: shorter than 0.1 s")
-            waveforms.append(audio)
+        waveforms += [load_audio(path) for path in files]
     return waveforms
 
 

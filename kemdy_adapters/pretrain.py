@@ -229,16 +229,20 @@ def pretrain_encoders(
     folder = Path(folder)
     text, speech = folder / "text", folder / "speech"
     started = time.time()
+    trained = False
     if not (text / "config.json").exists():
+        trained = True
         texts = texts if texts is not None else pretraining_texts(config.sentences, config.seed, config.corpus_style)
         pretrain_text(text, texts, config.text_steps, config.seed, hidden_size=config.hidden_size,
                       layers=config.layers, vocab_size=config.vocab_size, dropout=config.dropout,
                       saved_dropout=config.saved_dropout)
     if not (speech / "config.json").exists():
+        trained = True
         waveforms = waveforms if waveforms is not None else varied_recordings(config.recordings, config.seed + 1)
         pretrain_speech(speech, waveforms, config.speech_steps, config.seed, hidden_size=config.hidden_size,
                         layers=config.layers, dropout=config.dropout, saved_dropout=config.saved_dropout)
-    (folder / "pretrain_config.json").write_text(json.dumps(asdict(config), indent=1) + "\n")
+    if trained:  # what made the part(s) trained now; parts kept from earlier keep their record
+        (folder / "pretrain_config.json").write_text(json.dumps(asdict(config), indent=1) + "\n")
     logger.info("pretrained the encoders in %.0f s", time.time() - started)
     return text, speech
 

@@ -90,7 +90,8 @@ def test_pretrain_command_on_the_users_text_and_audio(tmp_path, capsys):
     audio.mkdir()
     for index, waveform in enumerate(varied_recordings(4, seed=4)):
         sf.write(audio / f"{index}.wav", np.repeat(waveform, 2)[::2], 16000)
-    sf.write(audio / "loud_44k.wav", np.zeros(44100, dtype=np.float32), 44100)  # resampled to 16 kHz
+    stereo = np.stack([np.sin(np.linspace(0, 3000, 44100))] * 2, axis=1).astype(np.float32) * 0.3
+    sf.write(audio / "stereo_44k.wav", stereo, 44100)  # mixed to mono, resampled to 16 kHz
     output = tmp_path / "encoders"
     arguments = ["pretrain", "--output", str(output), "--text", str(text_file), "--audio", str(audio),
                  "--hidden-size", "32", "--text-steps", "3", "--speech-steps", "2", "--vocab-size", "200"]
