@@ -51,8 +51,12 @@ def _summarise(corpus: str, dataset) -> str:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    import datasets
+
     from .hf_dataset import load_kemdy
 
+    # The summary lines are the output; --verbose shows the library's progress bars too.
+    (datasets.enable_progress_bars if args.verbose else datasets.disable_progress_bars)()
     for corpus in args.corpus:
         dataset = load_kemdy(corpus, args.data_dir, multi_label=args.multi_label, cache_dir=args.cache_dir)
         print(_summarise(corpus, dataset))

@@ -40,8 +40,22 @@ def test_parser_lists_every_command():
 
 def test_inspect_summarises_both_corpora(sample_corpus, hf_cache, capsys):
     assert main(["inspect", str(sample_corpus), "--cache-dir", hf_cache]) == 0
-    out = capsys.readouterr().out
-    assert "kemdy19: 1" in out and "kemdy20: 1" in out and "10 sessions" in out
+    captured = capsys.readouterr()
+    assert "kemdy19: 1" in captured.out and "kemdy20: 1" in captured.out and "10 sessions" in captured.out
+
+
+def test_inspect_shows_no_library_progress_bars_unless_verbose(sample_corpus, tmp_path, capsys):
+    import datasets
+
+    try:
+        assert main(["inspect", str(sample_corpus), "--corpus", "kemdy20", "--cache-dir", str(tmp_path / "a")]) == 0
+        quiet = capsys.readouterr()
+        assert "kemdy20: 1" in quiet.out and "examples" not in quiet.err + quiet.out
+        assert main(["-v", "inspect", str(sample_corpus), "--corpus", "kemdy20", "--cache-dir",
+                     str(tmp_path / "b")]) == 0
+        assert "Generating train split" in capsys.readouterr().err  # the bar the default hides
+    finally:
+        datasets.enable_progress_bars()
 
 
 def test_inspect_on_a_wrong_folder_fails_cleanly(tmp_path, capsys):
