@@ -37,7 +37,8 @@ def DEMO_CORPUS(seed: int) -> SampleCorpusConfig:  # noqa: N802 - a config const
 
 DEMO_EPOCHS = 9
 """Epochs per task: the kept epoch is the best on validation. 5 left `task_a` at about half the linear baseline's
-macro F1; 10-15 reached it with the shipped encoders (README, "Learning you can see")."""
+macro F1; 10-15 reached it with the shipped encoders; 9 is the most that fits the 5-minute budget (README,
+"Encoders")."""
 
 DEMO_GRID = {"learning_rate": [2e-3, 1e-2], "ewc_lambda": [5e3, 5e4], "lwf_alpha": [0.5, 2.0]}
 """Two trials per strategy: both learning rates, and for ewc and lwf two of their four (lr, weight) points."""

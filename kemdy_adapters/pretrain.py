@@ -217,7 +217,7 @@ def pretrain_encoders(
     Args:
         folder: Where to write; each part is skipped if its `config.json` is already there.
         config: Sizes, steps and seed (`PretrainConfig()` made the shipped encoders).
-        texts: Unlabelled sentences; by default `pretraining_data.pretraining_texts(config.sentences, seed)`.
+        texts: Unlabelled sentences; by default `pretraining_data.pretraining_texts` with the config's sizes.
         waveforms: 16 kHz mono float arrays; by default `pretraining_data.varied_recordings(config.recordings)`.
 
     Returns:

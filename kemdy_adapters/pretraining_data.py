@@ -128,7 +128,7 @@ def general_sentences(count: int, seed: int) -> list[str]:
     return sentences
 
 
-def pretraining_texts(count: int, seed: int, corpus_style: float = 0.8) -> list[str]:
+def pretraining_texts(count: int, seed: int, corpus_style: float) -> list[str]:
     """Unlabelled pretraining text: general sentences, plus a share `corpus_style` of sentences in the sample
     corpus's style drawn with another seed than any benchmark corpus (no benchmark sentence is seen)."""
     styled = int(count * corpus_style)
