@@ -139,6 +139,7 @@ def environment(args: ContinualTrainingArguments) -> dict:
     import transformers
 
     from . import __version__
+    from .precision import hardware, resolve_precision
 
     return {
         "kemdy_adapters": __version__,
@@ -151,6 +152,10 @@ def environment(args: ContinualTrainingArguments) -> dict:
         "device": str(args.device),
         "processes": args.world_size,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu": hardware("cpu")["cpu"],
+        "cpu_isa": hardware("cpu")["cpu_isa"],
+        "train_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "inference_precision": resolve_precision(args.inference_precision, args.device),
     }
 
 
@@ -184,6 +189,7 @@ class Benchmark:
         ]
         self._processor = None
         self._data: dict[int, dict] = {}
+        self._corpora: dict = {}
         self._resolved: dict | None = None
         self.tuning = read_json(self.layout.tuning) if bench.tuning_grid else None
 
@@ -191,12 +197,15 @@ class Benchmark:
         return self.layout.cell(cell.strategy, cell.fold, cell.order, cell.seed if self.bench.seeds else None)
 
     def _fold_data(self, fold: int) -> dict:
-        """Each fold's prepared splits, loaded once and shared by every strategy and order. Cells run fold by
-        fold, so only the current fold is kept in memory."""
+        """Each fold's prepared splits, shared by every strategy and order. Every corpus is prepared once and each
+        fold selects its rows from it (so the speech cache, too, is computed once per corpus); cells run fold by
+        fold, so only the current fold's selection is kept."""
         if fold not in self._data:
             if self._processor is None:
                 self._processor = make_processor(self.model_args, self.data_args)
-            self._data = {fold: load_fold(self.data_args, self.args, self._specs(), fold, self._processor)}
+            data = load_fold(self.data_args, self.args, self._specs(), fold, self._processor, self._corpora)
+            self._corpora = {task: splits.corpus for task, splits in data.items()}
+            self._data = {fold: data}
         return self._data[fold]
 
     def _cell_args(self, cell: Cell, output_dir: Path | None = None, overrides: dict | None = None):

@@ -10,6 +10,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from .precision import PRECISIONS
+
 logger = logging.getLogger("kemdy_adapters")
 
 
@@ -66,7 +68,8 @@ def _inspect(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.output, folds=tuple(args.folds), epochs=args.epochs, seed=args.seed, corpus=args.corpus)
+    run_demo(args.output, folds=tuple(args.folds), epochs=args.epochs, seed=args.seed, corpus=args.corpus,
+             precision=args.precision)
     return 0
 
 
@@ -180,7 +183,8 @@ def _predict(args: argparse.Namespace) -> int:
     try:
         recognizer = EmotionRecognizer.from_pretrained(
             args.task, text_model=args.text_model, speech_model=args.speech_model, revision=args.revision,
-            cache_dir=args.cache_dir, int8=args.int8, allow_unverified=args.allow_unverified)
+            cache_dir=args.cache_dir, int8=args.int8, allow_unverified=args.allow_unverified,
+            precision=args.precision)
     except BaseException:
         if stream:
             stream.close()
@@ -300,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="load task folders without an integrity record (older exports) unchecked")
     predict.add_argument("--int8", action="store_true",
                          help="dynamic int8 quantisation of the linear layers (CPU serving; see README, Speed)")
+    predict.add_argument("--precision", choices=PRECISIONS, default="auto",
+                         help="auto: bf16 where the CPU/GPU computes it natively, else fp32 (see README, Speed)")
     predict.set_defaults(func=_predict)
 
     pretrain = commands.add_parser(
@@ -335,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--corpus", default=None,
                       help="a folder holding KEMDy19/ and KEMDy20_v1_1/ (e.g. your copy of the real corpora) to run "
                            "the demo's recipe on instead of the generated sample corpus")
+    demo.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                      help="fp32 (default), or bf16: training with Trainer's --bf16 and bf16 scoring (README, Speed)")
     demo.set_defaults(func=_demo)
     return parser
 

@@ -23,7 +23,7 @@ import torch
 from accelerate import PartialState
 from transformers import set_seed
 
-from .data import MultimodalCollator, MultimodalProcessor, load_task_splits
+from .data import CorpusFold, MultimodalCollator, MultimodalProcessor, load_task_splits
 from .ewc import EWCState, consolidate, estimate_fisher
 from .export import read_task_config, seal_task
 from .features import feature_encoder_digest, with_speech_features
@@ -31,6 +31,7 @@ from .hub import resolve_task as resolve_task_location
 from .layout import RunLayout
 from .metrics import METRICS, compute_metrics, matrix_summary
 from .modeling import MultimodalEmotionModel
+from .precision import autocast, resolve_precision
 from .routing import KINDS, TaskStatistics, load_statistics, save_statistics
 from .scoring import score_agnostic, score_row
 from .storage import RunLock, ensure_writable, read_json, write_json
@@ -77,13 +78,16 @@ def make_processor(model_args: ModelArguments, data_args: DataArguments) -> Mult
 
 
 def load_fold(data_args: DataArguments, args: ContinualTrainingArguments, specs: dict[str, TaskSpec], fold: int,
-              processor: MultimodalProcessor) -> dict:
-    """Each task's train/validation/test inputs of session fold `fold` (`specs`: task name -> `TaskSpec`)."""
+              processor: MultimodalProcessor, corpora: dict | None = None) -> dict:
+    """Each task's train/validation/test inputs of session fold `fold` (`specs`: task name -> `TaskSpec`;
+    `corpora`: task name -> its prepared corpus, when already prepared for another fold)."""
+    corpora = corpora or {}
     # The main process fills the datasets cache first; the others then read it instead of racing to write it.
     with args.main_process_first(desc="loading and preparing the corpora"):
         return {
             task: load_task_splits(spec, None, fold, processor, cache_dir=data_args.dataset_cache_dir,
-                                   n_folds=data_args.n_folds, fold_seed=data_args.fold_seed)
+                                   n_folds=data_args.n_folds, fold_seed=data_args.fold_seed,
+                                   corpus=corpora.get(task))
             for task, spec in specs.items()
         }
 
@@ -195,18 +199,22 @@ class ContinualRun:
         return received
 
     def _inputs(self, model: MultimodalEmotionModel) -> dict:
-        """The splits the model trains and is scored on: with the frozen feature encoder's output cached per
-        utterance (once per encoder, see features.py) unless `cache_speech_features` is off."""
+        """The splits the model trains and is scored on: with the frozen speech part's output cached per
+        utterance (once per corpus and encoder, see features.py) unless `cache_speech_features` is off."""
         if not self.args.cache_speech_features:
             return self.data
         digest = feature_encoder_digest(model)
         if digest not in self._features:
             with self.args.main_process_first(desc="caching speech features"):
-                self._features[digest] = {
-                    task: {name: with_speech_features(split, model) for name, split in splits.items()}
-                    for task, splits in self.data.items()
-                }
+                self._features[digest] = {task: self._with_features(splits, model)
+                                          for task, splits in self.data.items()}
         return self._features[digest]
+
+    @staticmethod
+    def _with_features(splits, model: MultimodalEmotionModel) -> dict:
+        if isinstance(splits, CorpusFold):  # once for the whole corpus, each fold selects its rows
+            return splits.select_from(with_speech_features(splits.corpus, model))
+        return {name: with_speech_features(split, model) for name, split in splits.items()}
 
     # ------------------------------------------------------------------------------------------ model state
     def _fresh_model(self) -> MultimodalEmotionModel:
@@ -273,7 +281,9 @@ class ContinualRun:
             write_json(self.layout.run_json, {
                 "strategy": self.strategy.name, "order": self.order, "fold": self.data_args.fold,
                 "seed": self.args.seed, "received": [_public(task) for task in self.received],
-                "settings": {key: getattr(self.args, key) for key in RUN_SETTINGS}})
+                "settings": {key: getattr(self.args, key) for key in RUN_SETTINGS},
+                "precision": {"train": "bf16" if self.args.bf16 else "fp16" if self.args.fp16 else "fp32",
+                              "inference": resolve_precision(self.args.inference_precision, self.args.device)}})
         if self.strategy.joint:
             if not self.layout.scores(JOINT_STEP).exists():
                 self._train_joint()
@@ -319,10 +329,15 @@ class ContinualRun:
     def _score(self, trainer, model, heads: dict, inputs: dict) -> tuple[dict, dict]:
         """One row of R on the test sessions, and the same row on the validation sessions (what tuning may look
         at; never the test sessions)."""
-        tests = score_row(trainer, model, heads, {task: inputs[task]["test"] for task in self.order})
-        validation = score_row(trainer, model, heads, {task: inputs[task]["validation"] for task in self.order},
-                               confusions=False)
+        with self._inference_precision():
+            tests = score_row(trainer, model, heads, {task: inputs[task]["test"] for task in self.order})
+            validation = score_row(trainer, model, heads,
+                                   {task: inputs[task]["validation"] for task in self.order}, confusions=False)
         return tests, validation
+
+    def _inference_precision(self):
+        """Scoring and routing run in `inference_precision` (see precision.py)."""
+        return autocast(self.args.inference_precision, self.args.device)
 
     def _finish(self, step: str, trainer, output, record: dict) -> None:
         """Writes the step's scores.json (the mark of a finished step) and drops its checkpoints."""
@@ -421,8 +436,10 @@ class ContinualRun:
                 export = self.layout.export(task)
                 size = model.save_task(export, task).bytes
                 train = self._routing_inputs(inputs)[task]["train"]
-                statistics = [TaskStatistics.from_dataset(model, train, self.collator, kind,
-                                                          self.args.per_device_eval_batch_size) for kind in KINDS]
+                with self._inference_precision():
+                    statistics = [TaskStatistics.from_dataset(model, train, self.collator, kind,
+                                                              self.args.per_device_eval_batch_size)
+                                  for kind in KINDS]
                 size += save_statistics(export, statistics).stat().st_size
                 seal_task(export)  # the integrity record covers the routing statistics too
             elif self.strategy.carries_model and not last:
@@ -446,7 +463,8 @@ class ContinualRun:
             logger.warning("no task-agnostic scores: tasks %s have no routing statistics", lacking)
             return None
         tests = {task: split["test"] for task, split in self._routing_inputs(inputs).items() if task in self.order}
-        return score_agnostic(model, statistics, tests, self.collator, self.args.per_device_eval_batch_size)
+        with self._inference_precision():
+            return score_agnostic(model, statistics, tests, self.collator, self.args.per_device_eval_batch_size)
 
     # -------------------------------------------------------------------------------------------- results
     def _collect(self) -> dict:

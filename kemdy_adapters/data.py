@@ -1,5 +1,5 @@
-"""From a loaded corpus to model inputs: session folds, tokenisation and waveform preparation once with
-`Dataset.map` (cached by `datasets`), and the collator that pads text and speech into batches."""
+"""From a loaded corpus to model inputs: tokenisation and waveform preparation once per corpus with `Dataset.map`
+(cached by `datasets`), session folds selected from it, and the collator that pads text and speech into batches."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from transformers.data.data_collator import pad_without_fast_tokenizer_warning
 
-from .tasks import TaskSpec, resolve_task, task_splits
+from .tasks import TaskSpec, resolve_task, task_rows
 
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "text_present", "input_values", "speech_features",
                  "speech_hidden", "labels")
@@ -76,10 +76,11 @@ class MultimodalProcessor:
 def prepare(
     dataset: datasets.Dataset, processor: MultimodalProcessor, num_proc: int | None = None
 ) -> datasets.Dataset:
-    """Model inputs for every row, keeping `id`, `session` and `label`; computed once and cached by `datasets`."""
+    """Model inputs for every row, keeping `id`, `session`, `label` (and a `split` column); computed once and cached
+    by `datasets`."""
     if -1 in dataset.unique("label"):
         raise ValueError("the dataset holds multi-label rows (label -1); load the single_label config to train")
-    keep = {"id", "session", "label"}
+    keep = {"id", "session", "label", "split"}
     prepared = dataset.map(
         processor,
         batched=True,
@@ -92,6 +93,32 @@ def prepare(
     return prepared.with_format("numpy", columns=["input_values"], output_all_columns=True)
 
 
+class CorpusFold(datasets.DatasetDict):
+    """One fold's train/validation/test splits of a prepared corpus, each `corpus.select(rows[split])`.
+
+    It is a `DatasetDict` like any other; it also keeps the whole prepared `corpus` and the fold's `rows`, so that
+    what is computed per utterance (the frozen speech part's cache, see `features.py`) is computed once per
+    corpus and every fold selects its rows from it (`select_from`)."""
+
+    def __init__(self, corpus: datasets.Dataset, rows: dict[str, list[int]]):
+        super().__init__({name: corpus.select(indices) for name, indices in rows.items()})
+        self.corpus, self.rows = corpus, rows
+
+    def select_from(self, corpus: datasets.Dataset) -> datasets.DatasetDict:
+        """The fold's rows of `corpus`, a per-row transform of `self.corpus` (same rows, same order)."""
+        if len(corpus) != len(self.corpus):
+            raise ValueError(f"expected the {len(self.corpus)} rows of the fold's corpus, got {len(corpus)}")
+        return datasets.DatasetDict({name: corpus.select(indices) for name, indices in self.rows.items()})
+
+
+def prepare_task(task: str | TaskSpec, data_dir: str | Path | None, processor: MultimodalProcessor,
+                 cache_dir: str | None = None) -> datasets.Dataset:
+    """Task `task` (a `TaskSpec`, or a KEMDy corpus name with its `data_dir`) loaded and prepared: every
+    utterance's model inputs, once per corpus."""
+    spec = task if isinstance(task, TaskSpec) else resolve_task(task, data_dir)
+    return prepare(spec.load(cache_dir=cache_dir), processor)
+
+
 def load_task_splits(
     task: str | TaskSpec,
     data_dir: str | Path | None,
@@ -100,12 +127,13 @@ def load_task_splits(
     cache_dir: str | None = None,
     n_folds: int = 5,
     fold_seed: int = 12,
-) -> datasets.DatasetDict:
+    corpus: datasets.Dataset | None = None,
+) -> CorpusFold:
     """Loads task `task` (a `TaskSpec`, or a KEMDy corpus name with its `data_dir`) and returns fold `fold`'s
-    train/validation/test inputs (session-wise folds, or the corpus's own `split` column)."""
-    spec = task if isinstance(task, TaskSpec) else resolve_task(task, data_dir)
-    splits = task_splits(spec.load(cache_dir=cache_dir), fold, n_folds=n_folds, fold_seed=fold_seed)
-    return datasets.DatasetDict({name: prepare(split, processor) for name, split in splits.items()})
+    train/validation/test inputs (session-wise folds, or the corpus's own `split` column). `corpus`: the task's
+    prepared corpus (`prepare_task`) when it is already at hand."""
+    corpus = prepare_task(task, data_dir, processor, cache_dir) if corpus is None else corpus
+    return CorpusFold(corpus, task_rows(corpus, fold, n_folds=n_folds, fold_seed=fold_seed))
 
 
 def frame_mask(frames: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -40,13 +40,22 @@ DEMO_EPOCHS = 9
 macro F1; 10-15 reached it with the shipped encoders; 9 is the most that fits the 5-minute budget (README,
 "Encoders")."""
 
+DEMO_PRECISION = "fp32"
+"""Training and scoring precision of the demo (`--precision bf16`: Trainer's bf16 and bf16 scoring). fp32 by
+default: at the shipped encoders' 64-wide shapes bf16 autocast measured no faster (README, Speed), and fp32 gives
+the same numbers on every CPU."""
+
 DEMO_GRID = {"learning_rate": [2e-3, 1e-2], "ewc_lambda": [5e3, 5e4], "lwf_alpha": [0.5, 2.0]}
 """Two trials per strategy: both learning rates, and for ewc and lwf two of their four (lr, weight) points."""
 
 
 def demo_arguments(output: Path, text: Path, speech: Path, corpus: Path, folds: list[int], epochs: int,
-                   seed: int, described: str = "generated sample corpus") -> list[str]:
+                   seed: int, described: str = "generated sample corpus", precision: str = DEMO_PRECISION
+                   ) -> list[str]:
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"the demo runs in fp32 or bf16, got {precision!r}")
     return [
+        "--bf16", str(precision == "bf16").lower(), "--inference_precision", precision,
         "--output_dir", str(output), "--data_dir", str(corpus),
         "--text_model", str(text), "--speech_model", str(speech),
         "--folds", *map(str, folds), "--num_train_epochs", str(epochs),
@@ -61,7 +70,7 @@ def demo_arguments(output: Path, text: Path, speech: Path, corpus: Path, folds: 
 
 def run_demo(
     output: str | Path = "runs/demo", folds: tuple[int, ...] = (0, 1), epochs: int = DEMO_EPOCHS, seed: int = 0,
-    corpus: str | Path | None = None,
+    corpus: str | Path | None = None, precision: str = DEMO_PRECISION,
 ) -> dict:
     """Runs the demo (module docstring) and returns the benchmark's results.
 
@@ -71,6 +80,7 @@ def run_demo(
         epochs: Epochs per task.
         seed: Seed of the generated corpus and of training.
         corpus: A folder holding `KEMDy19/` and `KEMDy20_v1_1/` to use instead of the generated sample corpus.
+        precision: `fp32`, or `bf16` (training with Trainer's `--bf16`, scoring and routing under bf16 autocast).
     """
     output = Path(output)
     started = time.time()
@@ -92,9 +102,9 @@ def run_demo(
     text, speech = demo_encoders(output / "encoders")
     print(f"[demo] encoders: the small pretrained pair shipped with kemdy-adapters -> {output / 'encoders'}")
     print(f"[demo] running the benchmark: 7 strategies x {len(folds)} folds x 2 task orders, {epochs} epochs, "
-          f"2 tuning trials per strategy (the full protocol has 5 folds and 40 epochs)")
+          f"2 tuning trials per strategy, {precision} (the full protocol has 5 folds and 40 epochs)")
     bench, model_args, data_args, args = parse_benchmark_arguments(
-        demo_arguments(output, text, speech, corpus, list(folds), epochs, seed, described))
+        demo_arguments(output, text, speech, corpus, list(folds), epochs, seed, described, precision))
     results = Benchmark(bench, model_args, data_args, args).run()
     print()
     print((output / "results.md").read_text(encoding="utf-8"))

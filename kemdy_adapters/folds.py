@@ -58,16 +58,17 @@ def session_fold(
     )
 
 
+def session_rows(sessions, fold: int, **kwargs) -> dict[str, list[int]]:
+    """The positions in `sessions` (one session id per row) of `fold`'s train, validation and test rows."""
+    sessions = list(sessions)
+    chosen = session_fold(sessions, fold, **kwargs)
+    members = {"train": set(chosen.train), "validation": set(chosen.validation), "test": set(chosen.test)}
+    return {name: [i for i, session in enumerate(sessions) if session in group] for name, group in members.items()}
+
+
 def split_by_sessions(dataset, fold: int, **kwargs):
     """Returns a `datasets.DatasetDict` with `train`, `validation` and `test` rows of `fold`'s sessions."""
     import datasets
 
-    sessions = session_fold(dataset["session"], fold, **kwargs)
-    column = dataset["session"]
-    return datasets.DatasetDict(
-        {
-            name: dataset.select([i for i, session in enumerate(column) if session in set(chosen)])
-            for name, chosen in (("train", sessions.train), ("validation", sessions.validation),
-                                 ("test", sessions.test))
-        }
-    )
+    rows = session_rows(dataset["session"], fold, **kwargs)
+    return datasets.DatasetDict({name: dataset.select(indices) for name, indices in rows.items()})

@@ -26,6 +26,7 @@ from .data import MultimodalCollator, MultimodalProcessor
 from .export import TaskExportError, model_settings, read_task_config
 from .hub import resolve_task
 from .modeling import MultimodalEmotionModel
+from .precision import autocast, resolve_precision
 from .routing import DEFAULT_KIND, Router, load_statistics
 
 logger = logging.getLogger(__name__)
@@ -142,11 +143,13 @@ class EmotionRecognizer:
     ('kemdy19', 7, True)
     """
 
-    def __init__(self, model: MultimodalEmotionModel, processor: MultimodalProcessor, router: Router | None = None):
+    def __init__(self, model: MultimodalEmotionModel, processor: MultimodalProcessor, router: Router | None = None,
+                 precision: str = "auto"):
         self.model = model.eval()
         self.processor = processor
         self.collator = MultimodalCollator(processor.tokenizer)
         self.router = router
+        self.precision = resolve_precision(precision, model.device)
 
     @property
     def tasks(self) -> list[str]:
@@ -166,6 +169,7 @@ class EmotionRecognizer:
         max_text_length: int = 256,
         int8: bool = False,
         allow_unverified: bool = False,
+        precision: str = "auto",
     ) -> EmotionRecognizer:
         """Loads task adapters (Hub repo ids or local task folders) into a model built from their base checkpoints.
 
@@ -174,6 +178,8 @@ class EmotionRecognizer:
             text_model, speech_model: Override the base checkpoints recorded in the tasks (e.g. a local copy).
             revision, cache_dir, token: Passed to the Hub when a location is a repo id.
             int8: Serve with dynamic int8 quantisation of every linear layer (CPU; see `quantize_int8`).
+            precision: `auto` (bf16 where the CPU or GPU computes it natively), `fp32`, `bf16` or `fp16` (GPU); see
+                `precision.py`. Probabilities are computed in fp32 whatever the precision.
             allow_unverified: Load tasks that have no integrity record (older exports) without checking them.
         """
         locations = [tasks] if isinstance(tasks, (str, Path)) else list(tasks)
@@ -218,7 +224,7 @@ class EmotionRecognizer:
             quantize_int8(model)
         processor = MultimodalProcessor.from_checkpoints(text, speech, max_text_length=max_text_length,
                                                          max_speech_seconds=max_speech_seconds)
-        return cls(model, processor, router)
+        return cls(model, processor, router, precision=precision)
 
     # ------------------------------------------------------------------------------------------- inference
     def _inputs(self, audio, text: str | None, sampling_rate: int | None, name: str) -> tuple[dict, str]:
@@ -258,10 +264,12 @@ class EmotionRecognizer:
         else:
             if self.router is None:
                 raise InputError(f"{name}: no task given and the loaded tasks have no routing statistics")
-            names, posterior = self.router.route(self.model, batch)
+            with autocast(self.precision, self.model.device):
+                names, posterior = self.router.route(self.model, batch)
             chosen, routed = names[0], True
             routing = {other: round(float(p), 6) for other, p in zip(self.router.tasks, posterior[0])}
-        logits = self.model(**batch, task=chosen).logits[0].float()
+        with autocast(self.precision, self.model.device):
+            logits = self.model(**batch, task=chosen).logits[0].float()
         if not torch.isfinite(logits).all():
             raise InputError(f"{name}: task {chosen!r} gave non-finite scores (damaged weights, or an input the "
                              "model cannot handle)")
@@ -283,7 +291,8 @@ class EmotionRecognizer:
         if task not in self.model.tasks:
             raise InputError(f"give one of the loaded tasks {self.model.tasks}, got {task!r}")
         batch, _ = self._inputs(audio, text, sampling_rate, str(audio) if isinstance(audio, (str, Path)) else "audio")
-        return self.model(**batch, task=task).logits[0].float()
+        with autocast(self.precision, self.model.device):
+            return self.model(**batch, task=task).logits[0].float()
 
     def predict_many(self, items, task: str | None = None):
         """Yields one record per item (`{"id", "audio", "text", "task"}` dicts): the prediction, or the error."""

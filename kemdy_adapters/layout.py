@@ -2,7 +2,7 @@
 here instead of re-deriving paths).
 
 A run folder (one strategy on one task order and fold):
-    run.json              strategy, order, fold, seed and the tasks received from elsewhere
+    run.json              strategy, order, fold, seed, settings, precision and the tasks received from elsewhere
     base/                 adapter_wo_pretrain: the random encoders, so a resumed run rebuilds the same model
     <task>/checkpoints/   the Trainer's checkpoints while the task trains (removed once it is finished)
     <task>/logs/          the Trainer's logs (and its TensorBoard curves with --report_to tensorboard)

@@ -210,8 +210,21 @@ def protocol_deviations(config: dict) -> list[str]:
     return lines
 
 
+def precision_deviations(environment: dict) -> list[str]:
+    """Training and inference precision where they are not the reference's fp32 (`environment`: where it ran)."""
+    lines = []
+    gpu = str(environment.get("device", "")).startswith("cuda")
+    where = environment.get("cuda") if gpu else f"a CPU with {environment.get('cpu_isa')}"
+    for key, what in (("train_precision", "training precision"),
+                      ("inference_precision", "scoring and routing precision (autocast)")):
+        value = environment.get(key, "fp32")
+        if value != "fp32":
+            lines.append(f"{what}: {value} on {where} (reference: fp32)")
+    return lines
+
+
 def protocol_section(results: dict) -> list[str]:
-    specific = protocol_deviations(results.get("config", {}))
+    specific = protocol_deviations(results.get("config", {})) + precision_deviations(results.get("environment", {}))
     lines = ["## Protocol", "", "Session-wise cross-validation as the reference (its folds exactly). Deviations "
              "from the reference method that hold for every run:", ""]
     lines += [f"- {line}" for line in PROTOCOL]

@@ -140,27 +140,38 @@ def _with_features(model, batch: dict) -> dict:
 
 
 def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int, seed: int,
-             optimizer_kind: str = "fused", frozen_layers: int = 0) -> dict:
+             optimizer_kind: str = "fused", frozen_layers: int = 0, precisions: tuple[str, ...] = ("fp32", "bf16"),
+             device: str = "cpu") -> dict:
+    """One case's figures: training (from cached features and from waveforms) and inference utterances per
+    second in each of `precisions` (fp32 fields unsuffixed, the others `_bf16` / `_fp16`), int8 on a CPU."""
     import torch
+
+    from .precision import autocast, hardware
 
     plain = strategy.startswith("plain_")
     model = _plain_model(shape, strategy, seed) if plain else _model(shape, strategy, seed, frozen_layers)
+    model.to(device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     parameters = sum(p.numel() for p in model.parameters())
     # The task loop's optimizer (ContinualTrainingArguments.optim = adamw_torch_fused); "foreach" is torch's
     # default AdamW, for before/after figures (and the plain baseline's).
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5,
                                   fused=optimizer_kind == "fused" and not plain)
-    batches = _batches(warmup + steps, batch_size, model.config.text_config.vocab_size, seed)
+    batches = [{key: value.to(device) for key, value in batch.items()}
+               for batch in _batches(warmup + steps, batch_size, model.config.text_config.vocab_size, seed)]
+    synchronize = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
 
-    def timed(step, inputs):
+    def timed(step, inputs, precision="fp32"):
         durations = []
         for index, batch in enumerate(inputs):
+            synchronize()
             started = time.perf_counter()
-            step(batch)
+            with autocast(precision, device):
+                step(batch)
+            synchronize()
             if index >= warmup:
                 durations.append(time.perf_counter() - started)
-        return batch_size / statistics.median(durations)
+        return round(batch_size / statistics.median(durations), 3)
 
     def train_step(batch):
         model.train()
@@ -175,25 +186,29 @@ def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int
 
     # computed once, as the feature cache does (the plain baseline has no cache: it trains from waveforms)
     cached = batches if plain else [_with_features(model, batch) for batch in batches]
-    train = timed(train_step, cached)
-    train_waveform = timed(train_step, batches)
-    infer = timed(infer_step, batches)
-    from .inference import quantize_int8
+    figures = {}
+    for precision in precisions:
+        suffix = "" if precision == "fp32" else f"_{precision}"
+        figures[f"train{suffix}_utt_per_s"] = timed(train_step, cached, precision)
+        figures[f"train_waveform{suffix}_utt_per_s"] = timed(train_step, batches, precision)
+        figures[f"infer{suffix}_utt_per_s"] = timed(infer_step, batches, precision)
+    if torch.device(device).type == "cpu":
+        from .inference import quantize_int8
 
-    quantize_int8(model)  # last: the quantised model is only served
-    infer_int8 = timed(infer_step, batches)
+        quantize_int8(model)  # last: the quantised model is only served
+        figures["infer_int8_utt_per_s"] = timed(infer_step, batches)
     return {
         "shape": shape,
         "strategy": strategy,
+        **hardware(device),
         "batch_size": batch_size,
         "threads": torch.get_num_threads(),
         "speech_frozen_layers": 0 if plain else model.config.speech_frozen_layers,
         "optimizer": "foreach" if plain else optimizer_kind,
-        "train_utt_per_s": round(train, 3),
-        "train_waveform_utt_per_s": round(train_waveform, 3),
-        "infer_utt_per_s": round(infer, 3),
-        "infer_int8_utt_per_s": round(infer_int8, 3),
+        **figures,
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3),
+        **({"peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 1e9, 3)}
+           if torch.device(device).type == "cuda" else {}),
         "trainable_parameters": trainable,
         "model_parameters": parameters,
         "timed_steps": steps,
@@ -246,6 +261,59 @@ def profile_step(shape: str, strategy: str, batch_size: int, seed: int, frozen_l
     return "\n".join(lines)
 
 
+def save_shaped_encoders(folder, shape: str, seed: int = 0):
+    """Random-weight encoders of `shape` (base: BERT-base and Wav2Vec2-base configs) saved with `save_pretrained`,
+    with the shipped encoders' tokenizer and feature extractor, so a full run works at those shapes offline."""
+    from pathlib import Path
+
+    import torch
+    from transformers import AutoTokenizer, BertModel, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    from .pretrain import SHIPPED_ENCODERS
+
+    folder = Path(folder)
+    tokenizer = AutoTokenizer.from_pretrained(SHIPPED_ENCODERS / "text")
+    text_config, speech_config = _configs(shape)
+    text_config.vocab_size = len(tokenizer)
+    torch.manual_seed(seed)
+    BertModel(text_config).save_pretrained(folder / "text")
+    tokenizer.save_pretrained(folder / "text")
+    Wav2Vec2Model(speech_config).save_pretrained(folder / "speech")
+    Wav2Vec2FeatureExtractor.from_pretrained(SHIPPED_ENCODERS / "speech").save_pretrained(folder / "speech")
+    return folder / "text", folder / "speech"
+
+
+def demo_cell(output, shape: str = "base", device: str = "cpu", epochs: int = 1, bf16: bool = True,
+              corpus=None) -> dict:
+    """One benchmark cell of the demo's recipe (adapter strategy, fold 0, KEMDy19 then KEMDy20 of the generated
+    sample corpus, or `corpus`) with encoders of `shape`, trained with Trainer's `--bf16` and scored in bf16 (or
+    both in fp32): its time and final macro F1 per task."""
+    from pathlib import Path
+
+    from .benchmark import Benchmark, parse_benchmark_arguments
+    from .precision import hardware
+    from .sample_corpus import write_sample_corpus
+
+    output = Path(output)
+    if corpus is None:
+        corpus = output / "sample_corpus"
+        if not corpus.exists():
+            write_sample_corpus(corpus)
+    text, speech = save_shaped_encoders(output / "encoders", shape)
+    started = time.perf_counter()
+    precision = "bf16" if bf16 else "fp32"
+    results = Benchmark(*parse_benchmark_arguments([
+        "--output_dir", str(output / "cell"), "--data_dir", str(corpus), "--text_model", str(text),
+        "--speech_model", str(speech), "--strategies", "adapter", "--orders", "kemdy19,kemdy20", "--folds", "0",
+        "--num_train_epochs", str(epochs), "--learning_rate", "1e-4", "--bf16", str(bf16).lower(),
+        "--inference_precision", precision, "--use_cpu", str(device == "cpu").lower(),
+        "--dataset_cache_dir", str(output / "hf_cache"), "--disable_tqdm", "true"])).run()
+    final = results["strategies"]["adapter"]["final"]["kemdy19>kemdy20"]
+    return {"check": "demo_cell", "shape": shape, "precision": precision, **hardware(device),
+            "epochs": epochs, "seconds": round(time.perf_counter() - started, 1),
+            "macro_f1": {task: round(scores["macro_f1"]["mean"], 4) for task, scores in final.items()}}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kemdy-adapters bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
@@ -259,14 +327,27 @@ def build_parser() -> argparse.ArgumentParser:
                         help="adapter cases: lowest Wav2Vec2 layers without adapters, trained from their output")
     parser.add_argument("--optimizer", choices=("fused", "foreach"), default="fused",
                         help="AdamW kernel (foreach: torch's default, as before the speed work)")
+    parser.add_argument("--precisions", nargs="+", choices=("fp32", "bf16", "fp16"), default=None,
+                        help="precisions to time (default: fp32 and bf16, and fp16 on a GPU); bf16/fp16 run under "
+                             "torch.autocast")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (a CUDA GPU)")
     parser.add_argument("--profile", action="store_true",
                         help="instead: profile one training step of each case (phases and top operators)")
+    parser.add_argument("--demo-cell", metavar="DIR",
+                        help="instead: one benchmark cell of the demo's recipe at the first of --shapes, trained and "
+                             "scored in bf16 (fp32 with --precisions fp32), written to DIR; one JSON line")
     parser.add_argument("--case", nargs=2, metavar=("SHAPE", "STRATEGY"), help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.precisions is None:
+        args.precisions = ["fp32", "bf16", "fp16"] if args.device.startswith("cuda") else ["fp32", "bf16"]
+    if args.demo_cell:
+        print(json.dumps(demo_cell(args.demo_cell, args.shapes[0], args.device, bf16="bf16" in args.precisions)),
+              flush=True)
+        return 0
     if args.profile:
         import torch
 
@@ -281,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
         print(json.dumps(run_case(*args.case, args.batch_size, args.warmup, args.steps, args.seed,
-                                  args.optimizer, args.speech_frozen_layers)), flush=True)
+                                  args.optimizer, args.speech_frozen_layers, tuple(args.precisions), args.device)),
+              flush=True)
         return 0
     for shape in args.shapes:
         for strategy in args.strategies:
@@ -289,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
                        "--batch-size", str(args.batch_size), "--warmup", str(args.warmup), "--steps",
                        str(args.steps), "--threads", str(args.threads), "--seed", str(args.seed),
                        "--optimizer", args.optimizer,
-                       "--speech-frozen-layers", str(args.speech_frozen_layers)]
+                       "--speech-frozen-layers", str(args.speech_frozen_layers), "--device", args.device,
+                       "--precisions", *args.precisions]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 print(json.dumps({"shape": shape, "strategy": strategy, "error": result.stderr.strip()[-2000:]}))

@@ -307,13 +307,18 @@ def _normalise_dataset(name: str, dataset: datasets.Dataset, labels: tuple[str, 
 # ----------------------------------------------------------------------------------------------------- folds
 
 
-def task_splits(dataset: datasets.Dataset, fold: int, n_folds: int = 5, fold_seed: int = 12) -> datasets.DatasetDict:
-    """Train/validation/test rows of `fold`: session-wise folds (the KEMDy protocol over the dataset's groups),
-    or the dataset's own `split` column, which then holds for every fold."""
+def task_rows(dataset: datasets.Dataset, fold: int, n_folds: int = 5, fold_seed: int = 12) -> dict[str, list[int]]:
+    """The row indices of `fold`'s train/validation/test rows: session-wise folds (the KEMDy protocol over the
+    dataset's groups), or the dataset's own `split` column, which then holds for every fold."""
     if "split" in dataset.column_names:
         column = dataset["split"]
-        return datasets.DatasetDict({name: dataset.select([i for i, value in enumerate(column) if value == name])
-                                     for name in SPLITS})
-    from .folds import split_by_sessions
+        return {name: [i for i, value in enumerate(column) if value == name] for name in SPLITS}
+    from .folds import session_rows
 
-    return split_by_sessions(dataset, fold, n_splits=n_folds, seed=fold_seed)
+    return session_rows(dataset["session"], fold, n_splits=n_folds, seed=fold_seed)
+
+
+def task_splits(dataset: datasets.Dataset, fold: int, n_folds: int = 5, fold_seed: int = 12) -> datasets.DatasetDict:
+    """Train/validation/test rows of `fold` (see `task_rows`)."""
+    rows = task_rows(dataset, fold, n_folds=n_folds, fold_seed=fold_seed)
+    return datasets.DatasetDict({name: dataset.select(indices) for name, indices in rows.items()})

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
+from .precision import PRECISIONS
 from .strategies import SHARED_HEAD, STRATEGIES, get_strategy
 from .tasks import TaskSpec, resolve_task, split_task_items
 
@@ -120,6 +121,10 @@ class ContinualTrainingArguments(TrainingArguments):
         default=True,
         metadata={"help": "run the frozen convolutional feature encoder once per utterance and reuse its output"},
     )
+    inference_precision: str = field(
+        default="auto",
+        metadata={"help": "precision of scoring and routing: auto (bf16 where the CPU/GPU computes it natively), "
+                          "fp32, bf16 or fp16 (GPU); training precision is --bf16 / --fp16 (see precision.py)"})
     console_logs: bool = field(
         default=False,
         metadata={"help": "also print Trainer's per-epoch metric dictionaries and datasets' progress bars (they "
@@ -152,6 +157,8 @@ class ContinualTrainingArguments(TrainingArguments):
         strategy = get_strategy(self.strategy)
         if self.selection_metric not in SELECTION_METRICS:
             raise ValueError(f"unknown selection_metric {self.selection_metric!r}; choose one of {SELECTION_METRICS}")
+        if self.inference_precision not in PRECISIONS:  # fails here, not after training
+            raise ValueError(f"inference_precision must be one of {PRECISIONS}, got {self.inference_precision!r}")
         # name=path items: the name is the task, the path its corpus folder (kept in task_locations).
         self.tasks, locations = split_task_items(self.tasks)
         self.task_locations = {**getattr(self, "task_locations", {}), **locations}

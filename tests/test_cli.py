@@ -83,15 +83,6 @@ def test_sample_corpus_command(tmp_path, capsys):
     assert main(["sample-corpus", "--output", str(tmp_path / "c"), "--sessions", "5"]) == 2
 
 
-def test_speed_benchmark_prints_one_json_line_per_case(capsys):
-    assert main(["bench", "--shapes", "tiny", "--strategies", "adapter", "--warmup", "0", "--steps", "1"]) == 0
-    (line,) = capsys.readouterr().out.strip().splitlines()
-    case = __import__("json").loads(line)
-    assert (case["shape"], case["strategy"], case["batch_size"], case["threads"]) == ("tiny", "adapter", 4, 2)
-    assert case["train_utt_per_s"] > 0 and case["infer_utt_per_s"] > 0 and case["peak_rss_gb"] > 0
-    assert 0 < case["trainable_parameters"] < case["model_parameters"]
-
-
 def test_benchmark_console_is_for_people(tiny_checkpoints, sample_corpus, hf_cache, tmp_path):
     """Progress lines and the summary on the console; Trainer's metric dictionaries in the run's log file."""
     text, speech = tiny_checkpoints

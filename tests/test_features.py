@@ -50,3 +50,37 @@ def test_layer_boundary_cache_gives_the_same_logits_and_its_own_entry(tiny_check
     conv_only = MultimodalEmotionModel.from_encoders(*tiny_checkpoints, projector_size=16)
     assert feature_encoder_digest(conv_only) != feature_encoder_digest(model)
     assert with_speech_features(waveforms, conv_only).cache_files != cached.cache_files
+
+
+def test_a_two_fold_benchmark_prepares_and_caches_each_utterance_once(tiny_checkpoints, sample_corpus, tmp_path,
+                                                                       monkeypatch):
+    """Tokenisation, waveform preparation and the frozen speech part run once per utterance of each corpus, not
+    once per fold: the folds select their rows from one prepared, cached corpus."""
+    from kemdy_adapters.benchmark import Benchmark, parse_benchmark_arguments
+    from kemdy_adapters.data import MultimodalProcessor
+
+    counts = {"prepared": 0, "encoded": 0}
+    prepare, frozen = MultimodalProcessor.__call__, MultimodalEmotionModel.frozen_speech
+
+    def counted_prepare(self, batch):
+        counts["prepared"] += len(batch["text"])
+        return prepare(self, batch)
+
+    def counted_frozen(self, input_values, *args, **kwargs):
+        counts["encoded"] += input_values.shape[0]
+        return frozen(self, input_values, *args, **kwargs)
+
+    monkeypatch.setattr(MultimodalProcessor, "__call__", counted_prepare)
+    monkeypatch.setattr(MultimodalEmotionModel, "frozen_speech", counted_frozen)
+    text, speech = tiny_checkpoints
+    cache = str(tmp_path / "hf_cache")  # empty: nothing is read from another test's cache
+    arguments = parse_benchmark_arguments([
+        "--output_dir", str(tmp_path / "bench"), "--data_dir", str(sample_corpus), "--text_model", text,
+        "--speech_model", speech, "--strategies", "task_a", "adapter", "--folds", "0", "1", "--num_train_epochs", "1",
+        "--learning_rate", "1e-3", "--projector_size", "16", "--max_speech_seconds", "2", "--dataset_cache_dir",
+        cache, "--disable_tqdm", "true"])
+    results = Benchmark(*arguments).run()
+    assert sorted(cell["fold"] for cell in results["strategies"]["adapter"]["folds"]) == [0, 0, 1, 1]  # 2 orders
+    data_args = arguments[2]
+    utterances = sum(len(data_args.task_spec(task, {}).load(cache_dir=cache)) for task in ("kemdy19", "kemdy20"))
+    assert counts == {"prepared": utterances, "encoded": utterances}

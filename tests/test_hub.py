@@ -284,16 +284,18 @@ def test_recognizer_routes_between_two_tasks(benchmark, inputs):
         recognizer(folder / "utt_16000_1ch.wav", "text", task="kemdy21")
 
 
-def test_int8_serving_stays_close_to_float(pushed, inputs):
+@pytest.mark.parametrize("serving", ["int8", "bf16"])
+def test_int8_and_bf16_serving_stay_close_to_fp32(pushed, inputs, serving):
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
     folder, _ = inputs
-    exact = EmotionRecognizer.from_pretrained(pushed)
-    int8 = EmotionRecognizer.from_pretrained(pushed, int8=True)
-    assert any(isinstance(module, DynamicLinear) for module in int8.model.modules())
+    exact = EmotionRecognizer.from_pretrained(pushed, precision="fp32")
+    other = EmotionRecognizer.from_pretrained(pushed, int8=serving == "int8",
+                                              precision="bf16" if serving == "bf16" else "fp32")
+    assert any(isinstance(module, DynamicLinear) for module in other.model.modules()) == (serving == "int8")
     assert not any(isinstance(module, DynamicLinear) for module in exact.model.modules())
     for name in ("utt_16000_1ch", "utt_44100_2ch"):
         a = exact(folder / f"{name}.wav", "오늘 정말 기분이 좋아")["probabilities"]
-        b = int8(folder / f"{name}.wav", "오늘 정말 기분이 좋아")["probabilities"]
+        b = other(folder / f"{name}.wav", "오늘 정말 기분이 좋아")["probabilities"]
         assert a != b  # really another computation
         assert max(abs(a[label] - b[label]) for label in a) < 0.05
