@@ -23,6 +23,7 @@ import torch
 from accelerate import PartialState
 from transformers import set_seed
 
+from .console import EpochStatus
 from .data import CorpusFold, MultimodalCollator, MultimodalProcessor, load_task_splits
 from .ewc import EWCState, consolidate, estimate_fisher
 from .export import read_task_config, seal_task
@@ -320,11 +321,16 @@ class ContinualRun:
         args = self._task_args(step)
         trainer = ContinualTrainer(
             model=model, args=args, train_dataset=train, eval_dataset=validation, data_collator=self.collator,
-            compute_metrics=compute_metrics, callbacks=list(self.callbacks), **extra)
+            compute_metrics=compute_metrics, callbacks=[*self.callbacks, *self._console(step)], **extra)
         checkpoint = last_complete_checkpoint(args.output_dir, remove_incomplete=_is_main(self.args))
         if checkpoint:
             logger.info("%s: resuming %s from %s", self.output, step, checkpoint)
         return trainer, trainer.train(resume_from_checkpoint=checkpoint)
+
+    def _console(self, step: str) -> list:
+        """The status line that follows the step's epochs on a terminal (none with --console_logs: Trainer's own
+        lines are printed then), from the process that writes."""
+        return [] if self.args.console_logs or not _is_main(self.args) else [EpochStatus(step)]
 
     def _score(self, trainer, model, heads: dict, inputs: dict) -> tuple[dict, dict]:
         """One row of R on the test sessions, and the same row on the validation sessions (what tuning may look

@@ -5,7 +5,9 @@ A task folder holds:
   base encoders it was trained on (checkpoint names and the shapes that must match) and the SHA-256 of the
   weights file;
 - `model.safetensors`: the task's adapter weights in both encoders and its head (no pickle anywhere);
-- optionally `routing.safetensors`: the task's routing statistics (`routing.py`), written by the task loop.
+- optionally `routing.safetensors`: the task's routing statistics (`routing.py`), written by the task loop;
+- `config.json`: `model_type` `kemdy-task`, the task and its labels: what `transformers.pipeline` and
+  `AutoConfig` read (`pipelines.py`); nothing is loaded from it, so the integrity record does not need it.
 Loading a task into a model built from the same base checkpoints reproduces its logits exactly.
 """
 
@@ -29,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 TASK_CONFIG = "task_config.json"
 TASK_WEIGHTS = "model.safetensors"
+PIPELINE_CONFIG = "config.json"
+PIPELINE_MODEL_TYPE = "kemdy-task"
 FORMAT = "kemdy-adapters-task"
 FORMAT_VERSION = 1
 TEXT_SHAPE_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
@@ -117,13 +121,16 @@ def save_task(model, save_directory, name: str) -> TaskExport:
     state = task_state_dict(model, name)
     save_file(state, directory / TASK_WEIGHTS, metadata={"format": FORMAT, "task": name})
     config["weights_sha256"] = file_sha256(directory / TASK_WEIGHTS)
+    write_json(directory / PIPELINE_CONFIG, {"model_type": PIPELINE_MODEL_TYPE, "task": name, "labels": spec["labels"],
+                                             "architectures": ["KemdyTaskModel"]})
     pause("export")
     seal_task(directory, config)
     return TaskExport(
         path=directory,
         task=name,
         parameters=sum(tensor.numel() for tensor in state.values()),
-        bytes=sum(path.stat().st_size for path in (directory / TASK_WEIGHTS, directory / TASK_CONFIG)),
+        bytes=sum(path.stat().st_size for path in (directory / TASK_WEIGHTS, directory / TASK_CONFIG,
+                                                    directory / PIPELINE_CONFIG)),
     )
 
 

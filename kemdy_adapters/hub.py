@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .corpus import CORPORA
-from .export import TASK_CONFIG, TASK_WEIGHTS, TaskExportError, read_task_config, verify_task
+from .export import PIPELINE_CONFIG, TASK_CONFIG, TASK_WEIGHTS, TaskExportError, read_task_config, verify_task
 from .layout import BenchmarkLayout, RunLayout
 from .routing import ROUTING_FILE
 from .storage import read_json
 
 logger = logging.getLogger(__name__)
 
-TASK_FILES = (TASK_CONFIG, TASK_WEIGHTS, ROUTING_FILE)
+TASK_FILES = (TASK_CONFIG, TASK_WEIGHTS, ROUTING_FILE, PIPELINE_CONFIG)
 CARD = "README.md"
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DATA_WARNING = ("KEMDy data (audio, transcripts, annotations) must never be uploaded: only the task's adapters, "

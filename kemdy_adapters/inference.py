@@ -26,7 +26,7 @@ from .data import MultimodalCollator, MultimodalProcessor
 from .export import TaskExportError, model_settings, read_task_config
 from .hub import resolve_task
 from .modeling import MultimodalEmotionModel
-from .precision import autocast, resolve_precision
+from .precision import autocast, cast_linear_weights, resolve_precision
 from .routing import DEFAULT_KIND, Router, load_statistics
 
 logger = logging.getLogger(__name__)
@@ -89,14 +89,37 @@ def transcript_beside(wav: str | Path) -> str | None:
 
 
 def quantize_int8(model: MultimodalEmotionModel) -> MultimodalEmotionModel:
-    """Dynamic int8 quantisation of every `nn.Linear` (encoders, adapters, heads) in place, for CPU serving:
+    """Dynamic int8 quantisation of every linear layer (encoders, adapters, heads) in place, for CPU serving:
     weights stored as int8, activations quantised per batch. Convolutions and layer norms stay float. Done after
     every task is loaded (a quantised model cannot learn or load tasks)."""
     from torch.ao.quantization import quantize_dynamic
 
     model.eval()
+    _unwrap_idle_lora_layers(model)
     quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
     return model
+
+
+def _unwrap_idle_lora_layers(model: torch.nn.Module) -> int:
+    """`adapters` wraps the encoders' attention and feed-forward projections in its LoRA layer (an `nn.Linear`
+    subclass) even when no task uses LoRA; `quantize_dynamic` matches module types exactly and so would skip
+    them, the encoders' largest matrices. Each wrapper without LoRA weights or hooks is replaced by the plain
+    `nn.Linear` it computes (sharing its weight and bias). Returns how many were replaced."""
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            idle = (isinstance(child, torch.nn.Linear) and type(child) is not torch.nn.Linear
+                    and len(getattr(child, "loras", {"unknown": None})) == 0
+                    and not getattr(child, "fan_in_fan_out", False)
+                    and not child._forward_hooks and not child._forward_pre_hooks)
+            if idle:
+                plain = torch.nn.Linear(child.in_features, child.out_features, bias=child.bias is not None,
+                                        device=child.weight.device, dtype=child.weight.dtype)
+                plain.weight = child.weight
+                plain.bias = child.bias
+                setattr(parent, name, plain)
+                replaced += 1
+    return replaced
 
 
 @dataclass
@@ -178,8 +201,9 @@ class EmotionRecognizer:
             text_model, speech_model: Override the base checkpoints recorded in the tasks (e.g. a local copy).
             revision, cache_dir, token: Passed to the Hub when a location is a repo id.
             int8: Serve with dynamic int8 quantisation of every linear layer (CPU; see `quantize_int8`).
-            precision: `auto` (bf16 where the CPU or GPU computes it natively), `fp32`, `bf16` or `fp16` (GPU); see
-                `precision.py`. Probabilities are computed in fp32 whatever the precision.
+            precision: `auto` (bf16 where the CPU or GPU computes it natively; fp32 with `int8`), `fp32`, `bf16`
+                or `fp16` (GPU); see `precision.py`. In bf16/fp16 the linear layers' weights are stored in that
+                precision. Probabilities are computed in fp32 whatever the precision.
             allow_unverified: Load tasks that have no integrity record (older exports) without checking them.
         """
         locations = [tasks] if isinstance(tasks, (str, Path)) else list(tasks)
@@ -221,7 +245,13 @@ class EmotionRecognizer:
                 logger.warning("tasks without routing statistics (%s): pass task= to every call",
                                sorted(set(model.tasks) - set(statistics)))
         if int8:
+            if precision not in ("auto", "fp32"):
+                raise ValueError(f"int8 serving runs in fp32, not {precision}")
+            precision = "fp32"
             quantize_int8(model)
+        resolved = resolve_precision(precision, model.device)
+        if resolved != "fp32":  # this model is only served: its linear weights are stored in the serving precision
+            cast_linear_weights(model, torch.bfloat16 if resolved == "bf16" else torch.float16)
         processor = MultimodalProcessor.from_checkpoints(text, speech, max_text_length=max_text_length,
                                                          max_speech_seconds=max_speech_seconds)
         return cls(model, processor, router, precision=precision)

@@ -119,6 +119,59 @@ class TaskLayerNorm(nn.Module):
         return (self.tasks[task] if task in self.tasks else self.base)(hidden)
 
 
+def _bf16_inference(values: torch.Tensor) -> bool:
+    """Whether `values` (on a CPU) are processed under bf16 autocast without gradients."""
+    return (values.device.type == "cpu" and not torch.is_grad_enabled() and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+
+
+def _conv_group_norm(windows: torch.Tensor, conv: nn.Conv1d, norm: nn.GroupNorm) -> torch.Tensor:
+    """`norm(conv(x))` for a per-channel GroupNorm (Wav2Vec2's first layer), from the (T, C_in * k) windows, as
+    one fp32 matrix product with the normalisation folded into the weights: each output channel's mean and
+    variance over time follow from the windows' own mean and (C_in * k)^2 covariance, so the large (T, C_out)
+    output is written once instead of being reduced and rescaled afterwards."""
+    weight = conv.weight.reshape(conv.out_channels, -1).float()  # (C_out, K)
+    frames = windows.shape[0]
+    mean_in = (windows.new_ones(1, frames) @ windows)[0] / frames  # (K,)
+    centered = windows - mean_in
+    covariance = (centered.t() @ centered) / frames  # (K, K)
+    mean = weight @ mean_in + (conv.bias if conv.bias is not None else 0.0)
+    variance = ((weight @ covariance) * weight).sum(1)
+    scale = torch.rsqrt(variance + norm.eps) * norm.weight
+    shift = norm.bias - mean * scale + (conv.bias * scale if conv.bias is not None else 0.0)
+    return torch.addmm(shift, windows, (weight * scale[:, None]).t())
+
+
+def conv_features_bf16(extractor: nn.Module, waveform: torch.Tensor) -> torch.Tensor:
+    """Wav2Vec2's convolutional feature encoder on one waveform (samples,) as bf16 matrix products: (T, C).
+
+    Each convolution becomes a strided window view of a time-major (T, C) signal times the (C * k, C_out)
+    weight, which bf16 matrix units (AMX) run several times faster than oneDNN's bf16 convolution; norms and
+    statistics stay in fp32. Same arithmetic as the module up to bf16 rounding (relative error about 1e-2)."""
+    hidden = waveform.to(torch.float32)[:, None]  # (samples, 1)
+    for layer in extractor.conv_layers:
+        conv = layer.conv
+        kernel, stride = conv.kernel_size[0], conv.stride[0]
+        norm = getattr(layer, "layer_norm", None)
+        if isinstance(norm, nn.GroupNorm) and norm.num_groups == norm.num_channels:
+            windows = hidden.float().unfold(0, kernel, stride)  # (T_out, C_in, kernel)
+            hidden = _conv_group_norm(windows.reshape(windows.shape[0], -1), conv, norm)
+        else:
+            windows = hidden.to(torch.bfloat16).unfold(0, kernel, stride)
+            weight = conv.weight.to(torch.bfloat16).reshape(conv.out_channels, -1)  # (C_out, C_in * kernel)
+            hidden = windows.reshape(windows.shape[0], -1) @ weight.t()  # (T_out, C_out), bf16
+            if conv.bias is not None:
+                hidden = hidden + conv.bias.to(torch.bfloat16)
+            if isinstance(norm, nn.GroupNorm):
+                hidden = nn.functional.group_norm(hidden.float().t()[None], norm.num_groups, norm.weight,
+                                                  norm.bias, norm.eps)[0].t()
+            elif isinstance(norm, nn.LayerNorm):  # over channels, per frame
+                hidden = nn.functional.layer_norm(hidden.float(), norm.normalized_shape, norm.weight, norm.bias,
+                                                  norm.eps)
+        hidden = layer.activation(hidden.to(torch.bfloat16))  # between layers the signal stays in bf16
+    return hidden.float()
+
+
 class MultimodalEmotionModel(PreTrainedModel):
     """Speech + text emotion classifier with one set of adapters and one head per task.
 
@@ -399,7 +452,15 @@ class MultimodalEmotionModel(PreTrainedModel):
         lengths = speech_attention_mask.sum(-1)
         frame_lengths = encoder._get_feat_extract_output_lengths(lengths).long()
         with torch.no_grad():
-            if encoder.config.feat_extract_norm == "group":
+            if _bf16_inference(input_values):
+                # bf16 autocast on a CPU: the convolutions as bf16 matrix products, each utterance alone.
+                pieces = [conv_features_bf16(encoder.feature_extractor, values[: int(n)]).t()
+                          for values, n in zip(input_values, lengths)]
+                features = input_values.new_zeros(len(pieces), pieces[0].shape[0],
+                                                  max(piece.shape[-1] for piece in pieces))
+                for i, piece in enumerate(pieces):
+                    features[i, :, : piece.shape[-1]] = piece
+            elif encoder.config.feat_extract_norm == "group":
                 # Group norm spans the time axis: run each utterance alone (see the module docstring).
                 extract = encoder.feature_extractor
                 pieces = [extract(values[None, : int(n)])[0] for values, n in zip(input_values, lengths)]

@@ -141,12 +141,15 @@ def _with_features(model, batch: dict) -> dict:
 
 def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int, seed: int,
              optimizer_kind: str = "fused", frozen_layers: int = 0, precisions: tuple[str, ...] = ("fp32", "bf16"),
-             device: str = "cpu") -> dict:
-    """One case's figures: training (from cached features and from waveforms) and inference utterances per
-    second in each of `precisions` (fp32 fields unsuffixed, the others `_bf16` / `_fp16`), int8 on a CPU."""
+             device: str = "cpu", training: bool = True) -> dict:
+    """One case's figures: training (from cached features and from waveforms; unless `training` is False) and
+    inference utterances per second in each of `precisions` (fp32 fields unsuffixed, the others `_bf16` /
+    `_fp16`), int8 on a CPU."""
     import torch
 
-    from .precision import autocast, hardware
+    from .precision import autocast, cast_linear_weights, hardware
+
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
     plain = strategy.startswith("plain_")
     model = _plain_model(shape, strategy, seed) if plain else _model(shape, strategy, seed, frozen_layers)
@@ -187,11 +190,15 @@ def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int
     # computed once, as the feature cache does (the plain baseline has no cache: it trains from waveforms)
     cached = batches if plain else [_with_features(model, batch) for batch in batches]
     figures = {}
-    for precision in precisions:
+    for precision in precisions if training else ():
         suffix = "" if precision == "fp32" else f"_{precision}"
         figures[f"train{suffix}_utt_per_s"] = timed(train_step, cached, precision)
         figures[f"train_waveform{suffix}_utt_per_s"] = timed(train_step, batches, precision)
+    for precision in precisions:  # served as EmotionRecognizer serves: lower precision with its weights cast
+        suffix = "" if precision == "fp32" else f"_{precision}"
+        cast_linear_weights(model, dtypes[precision])
         figures[f"infer{suffix}_utt_per_s"] = timed(infer_step, batches, precision)
+    cast_linear_weights(model, torch.float32)
     if torch.device(device).type == "cpu":
         from .inference import quantize_int8
 
@@ -331,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="precisions to time (default: fp32 and bf16, and fp16 on a GPU); bf16/fp16 run under "
                              "torch.autocast")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (a CUDA GPU)")
+    parser.add_argument("--inference-only", action="store_true", help="time inference only (no training step)")
     parser.add_argument("--profile", action="store_true",
                         help="instead: profile one training step of each case (phases and top operators)")
     parser.add_argument("--demo-cell", metavar="DIR",
@@ -362,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
         print(json.dumps(run_case(*args.case, args.batch_size, args.warmup, args.steps, args.seed,
-                                  args.optimizer, args.speech_frozen_layers, tuple(args.precisions), args.device)),
+                                  args.optimizer, args.speech_frozen_layers, tuple(args.precisions), args.device,
+                                  not args.inference_only)),
               flush=True)
         return 0
     for shape in args.shapes:
@@ -372,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
                        str(args.steps), "--threads", str(args.threads), "--seed", str(args.seed),
                        "--optimizer", args.optimizer,
                        "--speech-frozen-layers", str(args.speech_frozen_layers), "--device", args.device,
-                       "--precisions", *args.precisions]
+                       "--precisions", *args.precisions, *(["--inference-only"] if args.inference_only else [])]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 print(json.dumps({"shape": shape, "strategy": strategy, "error": result.stderr.strip()[-2000:]}))

@@ -143,6 +143,7 @@ def test_reference_config_reproduces_the_reference_settings():
     assert (model_args.adapter_non_linearity, model_args.adapter_init, model_args.task_layer_norms) == (
         "gelu", "reference", True)
     assert model_args.adapter_reduction_factor == 12 and args.fisher_samples >= 1_000_000
+    assert not args.bf16 and not args.fp16 and args.inference_precision == "fp32"  # fp32, as the reference
     from kemdy_adapters.report import protocol_deviations
 
     specific = protocol_deviations({"training": args.to_dict(), "model": vars(model_args)})

@@ -65,7 +65,7 @@ def test_adapter_earlier_task_unchanged_exactly(adapter_run):
     assert all(epoch in (1.0, 2.0) for epoch in results["best_epoch"].values())  # the kept epoch of 2
     assert results["confusion"]["kemdy19"]["kemdy19"] == results["confusion"]["kemdy20"]["kemdy19"]
     assert sorted(p.name for p in (output / "kemdy19" / "export").iterdir()) == [
-        "model.safetensors", "routing.safetensors", "task_config.json"]
+        "config.json", "model.safetensors", "routing.safetensors", "task_config.json"]
     assert not (output / "kemdy19" / "checkpoints").exists()
     saved = json.loads((output / "results.json").read_text())
     assert saved["matrix"] == results["matrix"] and saved["order"] == ["kemdy19", "kemdy20"]

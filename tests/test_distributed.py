@@ -58,4 +58,4 @@ def test_two_processes_match_one(manifest, sample_corpus, hf_cache, tmp_path):
         assert one["matrix"][metric][0][0] is not None and two["matrix"][metric][0][0] is not None
     # Only rank 0 wrote: one export, no stray files from rank 1.
     assert sorted(p.name for p in (tmp_path / "two" / "kemdy19" / "export").iterdir()) == [
-        "model.safetensors", "routing.safetensors", "task_config.json"]
+        "config.json", "model.safetensors", "routing.safetensors", "task_config.json"]

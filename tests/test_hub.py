@@ -23,7 +23,7 @@ from kemdy_adapters.metrics import classification_scores
 from kemdy_adapters.modeling import MultimodalEmotionModel
 
 REPO = "kemdy-lab/kemdy19-adapter"
-PUSHED = ["README.md", "model.safetensors", "routing.safetensors", "task_config.json"]
+PUSHED = ["README.md", "config.json", "model.safetensors", "routing.safetensors", "task_config.json"]
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +143,12 @@ def test_load_by_repo_id_offline_from_the_cache(pushed, tmp_path, monkeypatch):
     model = MultimodalEmotionModel.from_encoders(config["base"]["text_checkpoint"],
                                                  config["base"]["speech_checkpoint"], projector_size=16)
     assert model.load_task(REPO, cache_dir=cache) == "kemdy19"  # the model API resolves repo ids too
+    from transformers import pipeline
+
+    import kemdy_adapters.pipelines  # noqa: F401 - registers the pipeline
+
+    classifier = pipeline("multimodal-emotion-recognition", model=REPO, model_kwargs={"cache_dir": cache})
+    assert classifier.model.recognizer.tasks == ["kemdy19"]
     with pytest.raises(TaskExportError, match="not in the Hugging Face cache"):
         resolve_task("kemdy-lab/unknown-task", cache_dir=cache)
 
@@ -294,8 +300,39 @@ def test_int8_and_bf16_serving_stay_close_to_fp32(pushed, inputs, serving):
                                               precision="bf16" if serving == "bf16" else "fp32")
     assert any(isinstance(module, DynamicLinear) for module in other.model.modules()) == (serving == "int8")
     assert not any(isinstance(module, DynamicLinear) for module in exact.model.modules())
+    classifier = other.model.heads[other.tasks[0]].classifier
+    if serving == "bf16":  # served in bf16: the linear weights are stored in bf16
+        assert other.precision == "bf16" and classifier.weight.dtype == torch.bfloat16
+    else:
+        assert other.precision == "fp32"
+        with pytest.raises(ValueError, match="int8 serving runs in fp32"):
+            EmotionRecognizer.from_pretrained(pushed, int8=True, precision="bf16")
     for name in ("utt_16000_1ch", "utt_44100_2ch"):
         a = exact(folder / f"{name}.wav", "오늘 정말 기분이 좋아")["probabilities"]
         b = other(folder / f"{name}.wav", "오늘 정말 기분이 좋아")["probabilities"]
         assert a != b  # really another computation
         assert max(abs(a[label] - b[label]) for label in a) < 0.05
+
+
+def test_transformers_pipeline_serves_a_task_folder(pushed, inputs):
+    """`pipeline("multimodal-emotion-recognition", model=<task folder>)` gives the recognizer's probabilities as
+    label/score pairs, highest first."""
+    from transformers import AutoConfig, pipeline
+
+    import kemdy_adapters.pipelines  # noqa: F401 - registers the pipeline
+
+    folder, _ = inputs
+    config = AutoConfig.from_pretrained(pushed)
+    assert (config.model_type, config.task) == ("kemdy-task", "kemdy19")
+    classifier = pipeline("multimodal-emotion-recognition", model=str(pushed), model_kwargs={"precision": "fp32"})
+    recognizer = EmotionRecognizer.from_pretrained(pushed, precision="fp32")
+    wav = folder / "utt_16000_1ch.wav"
+    expected = recognizer(wav, "오늘 정말 기분이 좋아")["probabilities"]
+    result = classifier(str(wav), text="오늘 정말 기분이 좋아")
+    assert [item["label"] for item in result] == sorted(expected, key=lambda label: -expected[label])
+    assert all(abs(item["score"] - expected[item["label"]]) < 1e-5 for item in result)
+    top = classifier({"audio": str(wav), "text": "오늘 정말 기분이 좋아"}, top_k=2)
+    assert top == result[:2]
+    audio, rate = sf.read(wav, dtype="float32")
+    (best,) = classifier(audio, sampling_rate=rate, text="오늘 정말 기분이 좋아", top_k=1)
+    assert best["label"] == result[0]["label"]

@@ -162,7 +162,8 @@ def test_task_export_reproduces_logits_in_a_fresh_model(base_checkpoints, tmp_pa
     model = MultimodalEmotionModel.from_encoders(str(text), str(speech), tasks={"kemdy19": None}, projector_size=16)
     train_steps(model, "kemdy19")
     export = model.save_task(tmp_path / "kemdy19", "kemdy19")
-    assert sorted(path.name for path in (tmp_path / "kemdy19").iterdir()) == ["model.safetensors", "task_config.json"]
+    assert sorted(path.name for path in (tmp_path / "kemdy19").iterdir()) == ["config.json", "model.safetensors",
+                                                                              "task_config.json"]
     assert export.parameters == sum(p.numel() for k, p in model.named_parameters()
                                     if k in set(model.task_parameter_names("kemdy19")))
     assert export.bytes == sum(path.stat().st_size for path in (tmp_path / "kemdy19").iterdir())

@@ -83,8 +83,8 @@ def test_model_card_of_a_generic_task(three_tasks, tmp_path):
 
     output, results = three_tasks
     files = prepare_task_folder(output, "clinic", tmp_path / "push", "inst-c/clinic-adapter")
-    assert sorted(path.name for path in files) == ["README.md", "model.safetensors", "routing.safetensors",
-                                                   "task_config.json"]
+    assert sorted(path.name for path in files) == ["README.md", "config.json", "model.safetensors",
+                                                   "routing.safetensors", "task_config.json"]
     card = (tmp_path / "push" / "README.md").read_text()
     metadata = card_yaml(card)
     assert "language" not in metadata and "datasets" not in metadata and metadata["license_name"] == "data-owner-terms"
@@ -124,7 +124,7 @@ def test_continue_from_a_received_task(sender, tiny_checkpoints, sample_corpus, 
     assert agnostic["tasks"] == ["kemdy19", "kemdy20", "clinic"]  # the received task is routed among
     assert set(agnostic["routed_to"]) == {"kemdy20", "clinic"}
     assert sorted(p.name for p in (tmp_path / "clinic" / "export").iterdir()) == [
-        "model.safetensors", "routing.safetensors", "task_config.json"]
+        "config.json", "model.safetensors", "routing.safetensors", "task_config.json"]
     assert json.loads((tmp_path / "clinic" / "export" / "task_config.json").read_text())["labels"] == [
         "calm", "tense", "cheerful", "low"]
 

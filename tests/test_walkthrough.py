@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "share_adapters.py"
-SHARED = ["README.md", "model.safetensors", "routing.safetensors", "task_config.json"]
+SHARED = ["README.md", "config.json", "model.safetensors", "routing.safetensors", "task_config.json"]
 
 
 def test_share_adapters_walkthrough(tmp_path):
