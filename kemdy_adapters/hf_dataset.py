@@ -5,7 +5,9 @@ share one tested implementation. Load them with
 
     load_dataset("dataset_scripts/kemdy20", data_dir="/data/KEMDy20_v1_1", trust_remote_code=True)
 
-or with `load_kemdy`, which finds the scripts and keys the cache on the corpus files, not only on their path.
+or with `load_kemdy`, which builds the same dataset through the builder classes here (no loading script, so
+no remote code and no dependency on `datasets` still running scripts) and keys the cache on the corpus files,
+not only on their path.
 """
 
 from __future__ import annotations
@@ -141,6 +143,21 @@ class KemdyBuilder(datasets.GeneratorBasedBuilder):
             }
 
 
+class Kemdy19(KemdyBuilder):
+    """KEMDy19's builder (what `dataset_scripts/kemdy19/kemdy19.py` defines for `load_dataset`)."""
+
+    CORPUS = "kemdy19"
+
+
+class Kemdy20(KemdyBuilder):
+    """KEMDy20's builder (what `dataset_scripts/kemdy20/kemdy20.py` defines for `load_dataset`)."""
+
+    CORPUS = "kemdy20"
+
+
+BUILDERS = {"kemdy19": Kemdy19, "kemdy20": Kemdy20}
+
+
 def script_path(corpus: str) -> Path:
     """The folder of the loading script for `corpus` (it ships beside the package in a source checkout)."""
     if corpus not in CORPORA:
@@ -173,7 +190,7 @@ def load_kemdy(
     skip_bad_files: bool = False,
     cache_dir: str | None = None,
 ) -> datasets.Dataset:
-    """Loads a corpus through its loading script and returns the `train` split (all sessions).
+    """Loads a corpus through its builder class and returns the `train` split (all sessions).
 
     Args:
         corpus (`str`): `"kemdy19"` or `"kemdy20"`.
@@ -198,17 +215,18 @@ def load_kemdy(
     (['Sess01', 'Sess02'], 16000)
     """
     root = find_corpus_root(data_dir, corpus)
+    # The builder class itself, not the loading script: no remote code to trust, and it keeps working with
+    # `datasets` releases that no longer run loading scripts (4.0 and later).
+    builder = BUILDERS[corpus](
+        config_name="multi_label" if multi_label else "single_label",
+        data_dir=str(root),
+        skip_bad_files=skip_bad_files,
+        fingerprint=corpus_fingerprint(root, corpus),
+        cache_dir=cache_dir,
+    )
     try:
-        return datasets.load_dataset(
-            str(script_path(corpus)),
-            "multi_label" if multi_label else "single_label",
-            data_dir=str(root),
-            trust_remote_code=True,
-            skip_bad_files=skip_bad_files,
-            fingerprint=corpus_fingerprint(root, corpus),
-            cache_dir=cache_dir,
-            split="train",
-        )
+        builder.download_and_prepare()
+        return builder.as_dataset(split="train")
     except datasets.exceptions.DatasetGenerationError as error:
         # datasets wraps whatever the generator raised; surface our own message, which names the file.
         if isinstance(error.__cause__, CorpusFormatError):

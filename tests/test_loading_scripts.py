@@ -115,6 +115,11 @@ def test_plain_load_dataset_call_from_the_card(sample_corpus, tmp_path):
         cache_dir=str(tmp_path))
     assert list(dataset) == ["train"]
     assert "session" in dataset["train"].column_names
+    # load_kemdy builds through the builder class, not the script: the same rows and features
+    direct = load_kemdy("kemdy20", sample_corpus, cache_dir=str(tmp_path / "direct"))
+    assert direct.features == dataset["train"].features
+    columns = [name for name in direct.column_names if name != "audio"]
+    assert direct.select_columns(columns).to_list() == dataset["train"].select_columns(columns).to_list()
 
 
 def test_data_dir_is_required(tmp_path):
