@@ -141,6 +141,7 @@ def environment(args: ContinualTrainingArguments) -> dict:
     from . import __version__
     from .precision import hardware, resolve_precision
 
+    cpu = hardware("cpu")
     return {
         "kemdy_adapters": __version__,
         "python": platform.python_version(),
@@ -152,8 +153,8 @@ def environment(args: ContinualTrainingArguments) -> dict:
         "device": str(args.device),
         "processes": args.world_size,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "cpu": hardware("cpu")["cpu"],
-        "cpu_isa": hardware("cpu")["cpu_isa"],
+        "cpu": cpu["cpu"],
+        "cpu_isa": cpu["cpu_isa"],
         "train_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         "inference_precision": resolve_precision(args.inference_precision, args.device),
     }

@@ -119,6 +119,14 @@ class TaskLayerNorm(nn.Module):
         return (self.tasks[task] if task in self.tasks else self.base)(hidden)
 
 
+def _padded(pieces: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """(B, C, T_max) from per-utterance (C, T_i) feature maps, zeros after each utterance's end (`like`'s dtype)."""
+    features = like.new_zeros(len(pieces), pieces[0].shape[0], max(piece.shape[-1] for piece in pieces))
+    for i, piece in enumerate(pieces):
+        features[i, :, : piece.shape[-1]] = piece
+    return features
+
+
 def _bf16_inference(values: torch.Tensor) -> bool:
     """Whether `values` (on a CPU) are processed under bf16 autocast without gradients."""
     return (values.device.type == "cpu" and not torch.is_grad_enabled() and torch.is_autocast_enabled("cpu")
@@ -451,25 +459,18 @@ class MultimodalEmotionModel(PreTrainedModel):
             speech_attention_mask = torch.ones_like(input_values, dtype=torch.long)
         lengths = speech_attention_mask.sum(-1)
         frame_lengths = encoder._get_feat_extract_output_lengths(lengths).long()
+        extract = encoder.feature_extractor
         with torch.no_grad():
             if _bf16_inference(input_values):
                 # bf16 autocast on a CPU: the convolutions as bf16 matrix products, each utterance alone.
-                pieces = [conv_features_bf16(encoder.feature_extractor, values[: int(n)]).t()
-                          for values, n in zip(input_values, lengths)]
-                features = input_values.new_zeros(len(pieces), pieces[0].shape[0],
-                                                  max(piece.shape[-1] for piece in pieces))
-                for i, piece in enumerate(pieces):
-                    features[i, :, : piece.shape[-1]] = piece
+                features = _padded([conv_features_bf16(extract, values[: int(n)]).t()
+                                    for values, n in zip(input_values, lengths)], input_values)
             elif encoder.config.feat_extract_norm == "group":
                 # Group norm spans the time axis: run each utterance alone (see the module docstring).
-                extract = encoder.feature_extractor
-                pieces = [extract(values[None, : int(n)])[0] for values, n in zip(input_values, lengths)]
-                width = max(piece.shape[-1] for piece in pieces)
-                features = input_values.new_zeros(len(pieces), pieces[0].shape[0], width)
-                for i, piece in enumerate(pieces):
-                    features[i, :, : piece.shape[-1]] = piece
+                features = _padded([extract(values[None, : int(n)])[0] for values, n in zip(input_values, lengths)],
+                                   input_values)
             else:
-                features = encoder.feature_extractor(input_values)  # (B, C, T)
+                features = extract(input_values)  # (B, C, T)
         features = features.transpose(1, 2)  # (B, T, C)
         mask = torch.arange(features.shape[1], device=features.device)[None, :] < frame_lengths[:, None]
         return features, mask
