@@ -139,7 +139,7 @@ def environment(args: ContinualTrainingArguments) -> dict:
     import transformers
 
     from . import __version__
-    from .precision import hardware, resolve_precision
+    from .precision import hardware, resolve_precision, training_precision
 
     cpu = hardware("cpu")
     return {
@@ -155,7 +155,7 @@ def environment(args: ContinualTrainingArguments) -> dict:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "cpu": cpu["cpu"],
         "cpu_isa": cpu["cpu_isa"],
-        "train_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "train_precision": training_precision(args),
         "inference_precision": resolve_precision(args.inference_precision, args.device),
     }
 

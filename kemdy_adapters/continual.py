@@ -32,7 +32,7 @@ from .hub import resolve_task as resolve_task_location
 from .layout import RunLayout
 from .metrics import METRICS, compute_metrics, matrix_summary
 from .modeling import MultimodalEmotionModel
-from .precision import autocast, resolve_precision
+from .precision import autocast, resolve_precision, training_precision
 from .routing import KINDS, TaskStatistics, load_statistics, save_statistics
 from .scoring import score_agnostic, score_row
 from .storage import RunLock, ensure_writable, read_json, write_json
@@ -283,7 +283,7 @@ class ContinualRun:
                 "strategy": self.strategy.name, "order": self.order, "fold": self.data_args.fold,
                 "seed": self.args.seed, "received": [_public(task) for task in self.received],
                 "settings": {key: getattr(self.args, key) for key in RUN_SETTINGS},
-                "precision": {"train": "bf16" if self.args.bf16 else "fp16" if self.args.fp16 else "fp32",
+                "precision": {"train": training_precision(self.args),
                               "inference": resolve_precision(self.args.inference_precision, self.args.device)}})
         if self.strategy.joint:
             if not self.layout.scores(JOINT_STEP).exists():

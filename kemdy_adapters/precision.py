@@ -103,6 +103,11 @@ def resolve_precision(precision: str, device="cpu") -> str:
     return precision
 
 
+def training_precision(args) -> str:
+    """`bf16`, `fp16` or `fp32`: the precision Trainer trains in with these `TrainingArguments`."""
+    return "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+
+
 def autocast(precision: str, device="cpu"):
     """A context manager running the model in `precision` (resolved, see `resolve_precision`) on `device`."""
     import torch
