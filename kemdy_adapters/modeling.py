@@ -154,8 +154,10 @@ def conv_features_bf16(extractor: nn.Module, waveform: torch.Tensor) -> torch.Te
     """Wav2Vec2's convolutional feature encoder on one waveform (samples,) as bf16 matrix products: (T, C).
 
     Each convolution becomes a strided window view of a time-major (T, C) signal times the (C * k, C_out)
-    weight, which bf16 matrix units (AMX) run several times faster than oneDNN's bf16 convolution; norms and
-    statistics stay in fp32. Same arithmetic as the module up to bf16 rounding (relative error about 1e-2)."""
+    weight, a matrix product bf16 units (AMX) run much faster than oneDNN's bf16 convolution (4 s of audio at
+    base width: 0.029 s, against 0.081 s for the module under bf16 autocast and 0.089 s in fp32; README,
+    Speed). The signal between layers is bf16; norms and their statistics are computed in fp32. Same arithmetic
+    as the module up to bf16 rounding (relative error about 1e-2)."""
     hidden = waveform.to(torch.float32)[:, None]  # (samples, 1)
     for layer in extractor.conv_layers:
         conv = layer.conv

@@ -15,8 +15,9 @@ Logits leave the model as float32 whatever the precision, so metrics, softmax an
 computed in fp32.
 
 Serving (`EmotionRecognizer` in bf16) also stores the linear layers' weights in bf16 (`cast_linear_weights`):
-autocast otherwise converts every frozen fp32 weight again on every call, which measured about a quarter of a
-bf16 forward pass at base shapes. Norms, embeddings and convolutions keep their fp32 weights.
+autocast otherwise converts every frozen fp32 weight again on every call (at base shapes, a batch of the
+bench's inputs took 0.30 s with fp32 weights under autocast and 0.27 s with bf16 ones). Norms, embeddings and
+convolutions keep their fp32 weights.
 """
 
 from __future__ import annotations
