@@ -26,7 +26,7 @@ from .data import MultimodalCollator, MultimodalProcessor
 from .export import TaskExportError, model_settings, read_task_config
 from .hub import resolve_task
 from .modeling import MultimodalEmotionModel
-from .precision import autocast, cast_linear_weights, resolve_precision
+from .precision import autocast, cast_linear_weights, resolve_precision, torch_dtype
 from .routing import DEFAULT_KIND, Router, load_statistics
 
 logger = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ class EmotionRecognizer:
             quantize_int8(model)
         resolved = resolve_precision(precision, model.device)
         if resolved != "fp32":  # this model is only served: its linear weights are stored in the serving precision
-            cast_linear_weights(model, torch.bfloat16 if resolved == "bf16" else torch.float16)
+            cast_linear_weights(model, torch_dtype(resolved))
         processor = MultimodalProcessor.from_checkpoints(text, speech, max_text_length=max_text_length,
                                                          max_speech_seconds=max_speech_seconds)
         return cls(model, processor, router, precision=precision)

@@ -104,6 +104,13 @@ def resolve_precision(precision: str, device="cpu") -> str:
     return precision
 
 
+def torch_dtype(precision: str):
+    """The torch dtype of a resolved precision name (`fp32`, `bf16`, `fp16`)."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 def training_precision(args) -> str:
     """`bf16`, `fp16` or `fp32`: the precision Trainer trains in with these `TrainingArguments`."""
     return "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
@@ -116,8 +123,7 @@ def autocast(precision: str, device="cpu"):
     resolved = resolve_precision(precision, device)
     if resolved == "fp32":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if resolved == "bf16" else torch.float16
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch_dtype(resolved))
 
 
 def cast_linear_weights(model, dtype) -> None:

@@ -147,9 +147,7 @@ def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int
     `_fp16`), int8 on a CPU."""
     import torch
 
-    from .precision import autocast, cast_linear_weights, hardware
-
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    from .precision import autocast, cast_linear_weights, hardware, torch_dtype
 
     plain = strategy.startswith("plain_")
     model = _plain_model(shape, strategy, seed) if plain else _model(shape, strategy, seed, frozen_layers)
@@ -196,7 +194,7 @@ def run_case(shape: str, strategy: str, batch_size: int, warmup: int, steps: int
         figures[f"train_waveform{suffix}_utt_per_s"] = timed(train_step, batches, precision)
     for precision in precisions:  # served as EmotionRecognizer serves: lower precision with its weights cast
         suffix = "" if precision == "fp32" else f"_{precision}"
-        cast_linear_weights(model, dtypes[precision])
+        cast_linear_weights(model, torch_dtype(precision))
         figures[f"infer{suffix}_utt_per_s"] = timed(infer_step, batches, precision)
     cast_linear_weights(model, torch.float32)
     if torch.device(device).type == "cpu":

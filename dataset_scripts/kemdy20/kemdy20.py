@@ -11,5 +11,5 @@ Configs: `single_label` (default, tied rows dropped) and `multi_label`. Parsing 
 from kemdy_adapters import hf_dataset
 
 
-class Kemdy20(hf_dataset.KemdyBuilder):
-    CORPUS = "kemdy20"
+class Kemdy20(hf_dataset.Kemdy20):
+    """The builder `load_kemdy` uses, as a loading script for `load_dataset`."""
