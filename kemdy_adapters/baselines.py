@@ -20,6 +20,7 @@ import logging
 
 import numpy as np
 
+from .hf_dataset import decode_audio
 from .metrics import METRICS, classification_scores
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def egemaps(arrays: list[np.ndarray], keys: list[tuple], sampling_rate: int = 16
 
 
 def _split_inputs(split, crop_samples: int, where: str) -> dict:
-    audio = [np.asarray(row["array"], dtype=np.float32)[:crop_samples] for row in split["audio"]]
+    audio = [np.asarray(decode_audio(row)["array"], dtype=np.float32)[:crop_samples] for row in split["audio"]]
     return {
         "audio": egemaps(audio, [(where, identifier, crop_samples) for identifier in split["id"]]),
         "text": [text or "" for text in split["text"]],

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from transformers.data.data_collator import pad_without_fast_tokenizer_warning
 
+from .hf_dataset import decode_audio
 from .tasks import TaskSpec, resolve_task, task_rows
 
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "text_present", "input_values", "speech_features",
@@ -48,7 +49,7 @@ class MultimodalProcessor:
         # uses a zero text vector for it (see MultimodalEmotionModel.forward).
         texts = [text if isinstance(text, str) else "" for text in batch["text"]]
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_text_length)
-        speech = [self.speech(audio["array"]) for audio in batch["audio"]]
+        speech = [self.speech(decode_audio(audio)["array"]) for audio in batch["audio"]]
         return {
             **{key: encoded[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoded},
             "text_present": [1.0 if text.strip() else 0.0 for text in texts],

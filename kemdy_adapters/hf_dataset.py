@@ -8,6 +8,13 @@ share one tested implementation. Load them with
 or with `load_kemdy`, which builds the same dataset through the builder classes here (no loading script, so
 no remote code and no dependency on `datasets` still running scripts) and keys the cache on the corpus files,
 not only on their path.
+
+The `audio` column: with `datasets` 3.x it is `datasets.Audio(sampling_rate=16000)` (decoded with soundfile on
+access). `datasets` 4.0 and later decode and even store audio only through torchcodec and the system's FFmpeg
+libraries, so there the column keeps the same storage, `{"bytes", "path"}`, as a plain struct and `decode_audio`
+reads it with soundfile (+ soxr to 16 kHz mono), giving the arrays `Audio` gives with 3.x. Code that reads audio
+calls `decode_audio(row["audio"])`, which accepts either form. With torchcodec installed, a user can still
+`cast_column("audio", datasets.Audio(sampling_rate=16000))`.
 """
 
 from __future__ import annotations
@@ -18,9 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import numpy as np
 
 from . import __version__
 from .corpus import CORPORA, EMOTIONS, SPECS, CorpusFormatError, find_corpus_root, scan_corpus
+
+SAMPLING_RATE = 16000
+# `datasets` 4.0 dropped loading scripts and soundfile decoding (its Audio needs torchcodec + FFmpeg).
+DATASETS_MAJOR = int(datasets.__version__.split(".")[0])
+SCRIPTS_SUPPORTED = DATASETS_MAJOR < 4
 
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "dataset_scripts"
 
@@ -50,6 +63,59 @@ class KemdyConfig(datasets.BuilderConfig):
     fingerprint: str = ""
 
 
+def audio_feature():
+    """The `audio` column's feature: `datasets.Audio` at 16 kHz where `datasets` decodes it with soundfile (3.x),
+    else the same `{"bytes", "path"}` storage as a plain struct (see the module docstring)."""
+    if SCRIPTS_SUPPORTED:
+        return datasets.Audio(sampling_rate=SAMPLING_RATE)
+    return {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}
+
+
+def decode_audio(audio: dict) -> dict:
+    """`{"path", "array", "sampling_rate"}` (16 kHz mono float64, as `datasets.Audio` decodes with 3.x) from an
+    `audio` cell in either form: already decoded (returned as it is) or the `{"bytes", "path"}` struct.
+
+    Raises:
+        CorpusFormatError: the file or bytes cannot be read as audio (the message names the file).
+    """
+    if "array" in audio:
+        return audio
+    import io
+
+    import soundfile as sf
+    import soxr
+
+    path = audio.get("path")
+    source = io.BytesIO(audio["bytes"]) if audio.get("bytes") else path
+    if source is None:
+        raise CorpusFormatError("an audio cell holds neither bytes nor a path")
+    try:
+        data, rate = sf.read(source, always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise CorpusFormatError(f"{path or 'audio bytes'}: unreadable audio ({error})") from error
+    array = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if rate != SAMPLING_RATE:
+        array = soxr.resample(array, rate, SAMPLING_RATE)
+    return {"path": path, "array": np.asarray(array), "sampling_rate": SAMPLING_RATE}
+
+
+def encode_audio(value) -> dict:
+    """An audio value in any form a user's dataset holds (a path, `{"array", "sampling_rate"}`, or the
+    `{"bytes", "path"}` storage) as the `{"bytes", "path"}` storage, without torchcodec (arrays become wav bytes)."""
+    if isinstance(value, (str, Path)):
+        return {"bytes": None, "path": str(value)}
+    if value.get("array") is not None:
+        import io
+
+        import soundfile as sf
+
+        buffer = io.BytesIO()
+        sf.write(buffer, np.asarray(value["array"], dtype=np.float32), int(value["sampling_rate"]), format="WAV",
+                 subtype="FLOAT")
+        return {"bytes": buffer.getvalue(), "path": value.get("path")}
+    return {"bytes": value.get("bytes"), "path": value.get("path")}
+
+
 def features() -> datasets.Features:
     label = datasets.ClassLabel(names=list(EMOTIONS))
     return datasets.Features(
@@ -75,7 +141,7 @@ def features() -> datasets.Features:
             "text_raw": datasets.Value("string"),
             "text": datasets.Value("string"),
             "text_encoding": datasets.Value("string"),
-            "audio": datasets.Audio(sampling_rate=16000),
+            "audio": audio_feature(),
         }
     )
 
@@ -204,14 +270,14 @@ def load_kemdy(
     Example (the generated sample corpus, in the real on-disk layout):
 
     >>> import tempfile
-    >>> from kemdy_adapters.hf_dataset import load_kemdy
+    >>> from kemdy_adapters.hf_dataset import decode_audio, load_kemdy
     >>> from kemdy_adapters.sample_corpus import write_sample_corpus
     >>> work = tempfile.mkdtemp()
     >>> corpus = write_sample_corpus(f"{work}/corpus")
     >>> dataset = load_kemdy("kemdy20", corpus, cache_dir=f"{work}/cache")
     >>> dataset.features["label"].names
     ['angry', 'disgust', 'fear', 'happy', 'neutral', 'sad', 'surprise']
-    >>> sorted(set(dataset["session"]))[:2], dataset[0]["audio"]["sampling_rate"]
+    >>> sorted(set(dataset["session"]))[:2], decode_audio(dataset[0]["audio"])["sampling_rate"]
     (['Sess01', 'Sess02'], 16000)
     """
     root = find_corpus_root(data_dir, corpus)

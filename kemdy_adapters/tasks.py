@@ -33,6 +33,7 @@ import datasets
 
 from .configuration import check_task_name
 from .corpus import CORPORA, EMOTIONS, CorpusFormatError
+from .hf_dataset import SCRIPTS_SUPPORTED, audio_feature, corpus_fingerprint, encode_audio, load_kemdy
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +109,6 @@ class TaskSpec:
     def _version(self) -> str | None:
         """What changes when the corpus on disk changes (so a changed corpus is never served from memory)."""
         if self.source in CORPORA:
-            from .hf_dataset import corpus_fingerprint
-
             return corpus_fingerprint(self.location, self.source)
         if self.source == "folder":
             folder = Path(self.location)
@@ -119,8 +118,6 @@ class TaskSpec:
 
     def _load(self, cache_dir: str | None) -> datasets.Dataset:
         if self.source in CORPORA:
-            from .hf_dataset import load_kemdy
-
             return load_kemdy(self.source, self.location, cache_dir=cache_dir)
         if self.source == "folder":
             rows = self.rows if self.rows is not None else read_folder_metadata(self.location, self.labels)[0]
@@ -267,7 +264,7 @@ def read_folder_metadata(folder, labels: tuple[str, ...] | None = None) -> tuple
 def features(labels: tuple[str, ...], with_split: bool) -> datasets.Features:
     columns = {"id": datasets.Value("string"), "session": datasets.Value("string"),
                "label": datasets.ClassLabel(names=list(labels)), "text": datasets.Value("string"),
-               "audio": datasets.Audio(sampling_rate=16000)}
+               "audio": audio_feature()}
     if with_split:
         columns["split"] = datasets.Value("string")
     return datasets.Features(columns)
@@ -277,7 +274,7 @@ def _to_dataset(rows: list[dict], labels: tuple[str, ...]) -> datasets.Dataset:
     with_split = rows[0]["split"] is not None
     data = {"id": [row["id"] for row in rows], "session": [row["session"] for row in rows],
             "label": [labels.index(row["label"]) for row in rows], "text": [row["text"] for row in rows],
-            "audio": [row["file"] for row in rows]}
+            "audio": [{"bytes": None, "path": row["file"]} for row in rows]}
     if with_split:
         data["split"] = [row["split"] for row in rows]
     return datasets.Dataset.from_dict(data, features=features(labels, with_split))
@@ -299,8 +296,14 @@ def _normalise_dataset(name: str, dataset: datasets.Dataset, labels: tuple[str, 
     mapped = dataset.map(normalise, with_indices=True, remove_columns=[
         column for column in dataset.column_names if column not in keep], desc=f"reading task {name}")
     target = features(labels, "split" in mapped.column_names)
-    if not isinstance(dataset.features["audio"], datasets.Audio):
-        mapped = mapped.cast_column("audio", datasets.Audio(sampling_rate=16000))
+    if SCRIPTS_SUPPORTED:
+        if not isinstance(dataset.features["audio"], datasets.Audio):
+            mapped = mapped.cast_column("audio", datasets.Audio(sampling_rate=16000))
+    else:  # datasets 4+: the {bytes, path} storage without torchcodec (hf_dataset's module docstring)
+        if isinstance(dataset.features["audio"], datasets.Audio):
+            mapped = mapped.cast_column("audio", datasets.Audio(decode=False))
+        mapped = mapped.map(lambda row: {"audio": encode_audio(row["audio"])}, features=target,
+                            desc=f"storing task {name}'s audio")
     return mapped.cast(target)
 
 

@@ -81,6 +81,7 @@ def test_a_two_fold_benchmark_prepares_and_caches_each_utterance_once(tiny_check
         cache, "--disable_tqdm", "true"])
     results = Benchmark(*arguments).run()
     assert sorted(cell["fold"] for cell in results["strategies"]["adapter"]["folds"]) == [0, 0, 1, 1]  # 2 orders
+    assert sorted(results["floors"]) == ["kemdy19", "kemdy20"]  # the floors read the same audio column
     data_args = arguments[2]
     utterances = sum(len(data_args.task_spec(task, {}).load(cache_dir=cache)) for task in ("kemdy19", "kemdy20"))
     assert counts == {"prepared": utterances, "encoded": utterances}

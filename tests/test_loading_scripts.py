@@ -7,9 +7,19 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
+import soundfile as sf
 
-from kemdy_adapters.corpus import EMOTIONS
-from kemdy_adapters.hf_dataset import load_kemdy, script_path
+from kemdy_adapters.corpus import EMOTIONS, CorpusFormatError
+from kemdy_adapters.hf_dataset import (
+    SCRIPTS_SUPPORTED,
+    audio_feature,
+    decode_audio,
+    encode_audio,
+    load_kemdy,
+    script_path,
+)
+
+scripts = pytest.mark.skipif(not SCRIPTS_SUPPORTED, reason="datasets 4+ runs no loading scripts (load_kemdy does)")
 
 
 @pytest.fixture(scope="module")
@@ -86,16 +96,43 @@ def test_kemdy19_speaker_filter_and_anomalies(loaded):
 
 def test_audio_decodes_at_16k_and_never_from_converted(loaded, manifest):
     dataset = loaded[("kemdy19", False)]
-    assert isinstance(dataset.features["audio"], datasets.Audio)
-    assert dataset.features["audio"].sampling_rate == 16000
+    if SCRIPTS_SUPPORTED:
+        assert isinstance(dataset.features["audio"], datasets.Audio)
+        assert dataset.features["audio"].sampling_rate == 16000
+        paths = dataset.cast_column("audio", datasets.Audio(decode=False))["audio"]
+    else:  # datasets 4+: the Audio storage as a plain struct, decoded by decode_audio
+        assert dataset.features["audio"] == audio_feature()
+        paths = dataset["audio"]
+    assert not any("converted" in item["path"] for item in paths)
     frames = {seg["id"]: seg["frames"] for seg in manifest["segments"]}
     for row in dataset.select(range(3)):
-        assert "converted" not in Path(row["audio"]["path"]).parts
-        assert row["audio"]["sampling_rate"] == 16000
-        assert row["audio"]["array"].shape == (frames[row["id"]],)
-        assert np.abs(row["audio"]["array"]).max() > 0.01
-    paths = dataset.cast_column("audio", datasets.Audio(decode=False))["audio"]
-    assert not any("converted" in item["path"] for item in paths)
+        audio = decode_audio(row["audio"])
+        assert "converted" not in Path(audio["path"]).parts
+        assert audio["sampling_rate"] == 16000
+        assert audio["array"].shape == (frames[row["id"]],)
+        assert np.abs(audio["array"]).max() > 0.01
+
+
+def test_decode_audio_gives_what_datasets_audio_gives(tmp_path):
+    """The struct path (datasets 4+) decodes to the arrays `datasets.Audio` gives with 3.x: resampled, mono."""
+    rng = np.random.default_rng(0)
+    stereo = rng.normal(0, 0.1, (22050, 2))
+    sf.write(tmp_path / "stereo.wav", stereo, 22050, subtype="FLOAT")
+    mono16 = rng.normal(0, 0.1, 16000)
+    sf.write(tmp_path / "mono.wav", mono16, 16000, subtype="PCM_16")
+    ours = {name: decode_audio({"bytes": None, "path": str(tmp_path / name)}) for name in ("stereo.wav", "mono.wav")}
+    assert ours["stereo.wav"]["array"].shape == (16000,) and ours["stereo.wav"]["sampling_rate"] == 16000
+    np.testing.assert_allclose(ours["mono.wav"]["array"], mono16, atol=2 / 32768)  # 16-bit steps
+    in_bytes = decode_audio(encode_audio({"array": mono16, "sampling_rate": 16000}))["array"]
+    np.testing.assert_allclose(in_bytes, mono16, atol=1e-6)
+    if SCRIPTS_SUPPORTED:
+        reference = datasets.Dataset.from_dict({"audio": [str(tmp_path / n) for n in ours]}).cast_column(
+            "audio", datasets.Audio(sampling_rate=16000))
+        for row, name in zip(reference, ours):
+            np.testing.assert_allclose(ours[name]["array"], row["audio"]["array"], atol=1e-5)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not audio")
+    with pytest.raises(CorpusFormatError, match=r"bad\.wav: unreadable audio"):
+        decode_audio({"bytes": None, "path": str(tmp_path / "bad.wav")})
 
 
 def test_missing_files_are_counted_and_logged(sample_corpus, hf_cache, caplog):
@@ -109,6 +146,7 @@ def test_missing_files_are_counted_and_logged(sample_corpus, hf_cache, caplog):
     assert "transcript (.txt) missing" in caplog.text
 
 
+@scripts
 def test_plain_load_dataset_call_from_the_card(sample_corpus, tmp_path):
     dataset = datasets.load_dataset(
         str(script_path("kemdy20")), data_dir=str(Path(sample_corpus) / "KEMDy20_v1_1"), trust_remote_code=True,
@@ -122,6 +160,7 @@ def test_plain_load_dataset_call_from_the_card(sample_corpus, tmp_path):
     assert direct.select_columns(columns).to_list() == dataset["train"].select_columns(columns).to_list()
 
 
+@scripts
 def test_data_dir_is_required(tmp_path):
     with pytest.raises(Exception, match="data_dir"):
         datasets.load_dataset(str(script_path("kemdy19")), trust_remote_code=True, cache_dir=str(tmp_path))

@@ -15,6 +15,7 @@ from test_modeling import batch, tiny_model
 
 from kemdy_adapters.corpus import CorpusFormatError
 from kemdy_adapters.data import MultimodalCollator, MultimodalProcessor, load_task_splits
+from kemdy_adapters.hf_dataset import SCRIPTS_SUPPORTED, decode_audio
 from kemdy_adapters.strategies import STRATEGIES, Strategy, get_strategy, register_strategy
 from kemdy_adapters.tasks import TaskSpec, split_task_items, task_splits
 from kemdy_adapters.training_args import parse_arguments
@@ -49,7 +50,7 @@ def test_generic_folder_is_a_task(clinic_corpus):
     untranscribed = sum(1 for text in dataset["text"] if not text)
     assert untranscribed == sum(1 for row in rows if not row["text"]) and 10 <= untranscribed <= 35
     assert sorted(set(dataset["session"])) == [f"spk{i:02d}" for i in range(1, 11)]
-    audio = dataset[0]["audio"]
+    audio = decode_audio(dataset[0]["audio"])
     assert audio["sampling_rate"] == 16000 and len(audio["array"]) > 8000
     splits = task_splits(dataset, 0)
     sessions = {name: set(split["session"]) for name, split in splits.items()}
@@ -124,7 +125,9 @@ def test_a_python_dataset_is_a_task_source(tiny_checkpoints):
                       for i in range(20)],
             "label": ["yes", "no"] * 10, "speaker": [f"s{i % 5}" for i in range(20)],
             "text": ["네 좋아요" if i % 4 else "" for i in range(20)]}
-    dataset = datasets.Dataset.from_dict(rows).cast_column("audio", datasets.Audio(sampling_rate=16000))
+    dataset = datasets.Dataset.from_dict(rows)
+    if SCRIPTS_SUPPORTED:  # datasets 3.x encodes Audio with soundfile; 4+ needs torchcodec, so arrays stay as given
+        dataset = dataset.cast_column("audio", datasets.Audio(sampling_rate=16000))
     spec = TaskSpec.from_dataset("survey", dataset)
     assert spec.labels == ("no", "yes") and spec.modalities == ("speech", "text")
     processor = MultimodalProcessor.from_checkpoints(*tiny_checkpoints, max_speech_seconds=2)
