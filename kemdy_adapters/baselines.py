@@ -12,6 +12,13 @@ Class weights are inverse class frequencies, as the neural models' class-balance
 strength C is chosen from (0.1, 1, 10) on the validation split by macro F1, the rule the neural strategies are
 tuned by. On real corpora the baseline shows how far the encoders get beyond hand-made features; on generated
 data it shows whether a neural model learned at all.
+
+For valence and arousal (`dimension_floor_scores`), on the same splits:
+- `training_mean`: the training split's mean of each dimension, predicted for every test utterance (CCC 0 and
+  r 0 by construction; its RMSE is the spread of the test scores around it);
+- `linear`: ridge regression on the standardised eGeMAPS functionals beside the transcript's character 1-3-gram
+  TF-IDF (one model per dimension), alpha chosen from (0.1, 1, 10, 100) on the validation split by CCC,
+  predictions clipped to the 1-5 scale.
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ import logging
 import numpy as np
 
 from .hf_dataset import decode_audio
-from .metrics import METRICS, classification_scores
+from .metrics import DIMENSIONS, METRICS, classification_scores, concordance, dimension_scores
 
 logger = logging.getLogger(__name__)
 
 FLOORS = ("majority", "chance", "linear_audio", "linear_text", "linear")
 C_GRID = (0.1, 1.0, 10.0)
+DIMENSION_FLOORS = ("training_mean", "linear")
+ALPHA_GRID = (0.1, 1.0, 10.0, 100.0)
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 _EGEMAPS_CACHE: dict[tuple, np.ndarray] = {}
 
@@ -54,6 +63,8 @@ def _split_inputs(split, crop_samples: int, where: str) -> dict:
         "audio": egemaps(audio, [(where, identifier, crop_samples) for identifier in split["id"]]),
         "text": [text or "" for text in split["text"]],
         "labels": np.asarray(split["label"]),
+        "dimensions": (np.stack([np.asarray(split[name], dtype=np.float64) for name in DIMENSIONS], 1)
+                       if all(name in split.column_names for name in DIMENSIONS) else None),
     }
 
 
@@ -129,3 +140,37 @@ def floor_scores(splits: dict, num_labels: int, crop_seconds: float, where: str,
         scores["linear_text"] = None  # a speech-only task has no text baseline
     scores["linear"] = classification_scores(fused.argmax(1), references)
     return {name: ({metric: value[metric] for metric in METRICS} if value else None) for name, value in scores.items()}
+
+
+def dimension_floor_scores(splits: dict, crop_seconds: float, where: str) -> dict | None:
+    """Test-set valence/arousal scores (`dimension_scores`) of the dimensional floors for one task and fold; None
+    when the task's data has no valence/arousal."""
+    from scipy.sparse import csr_matrix, hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    crop = int(crop_seconds * 16000)
+    data = {name: _split_inputs(split, crop, where) for name, split in splits.items()}
+    if any(part["dimensions"] is None for part in data.values()):
+        return None
+    train, validation, test = data["train"], data["validation"], data["test"]
+    mean = train["dimensions"].mean(0)
+    scores = {"training_mean": dimension_scores(np.tile(mean, (len(test["dimensions"]), 1)), test["dimensions"])}
+    scaler = StandardScaler().fit(train["audio"])
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3)).fit([t or " " for t in train["text"]])
+
+    def features(part):
+        return hstack([csr_matrix(np.nan_to_num(scaler.transform(part["audio"]))),
+                       vectorizer.transform(part["text"])]).tocsr()
+
+    x = {name: features(part) for name, part in data.items()}
+    predictions = np.zeros_like(test["dimensions"])
+    for k in range(len(DIMENSIONS)):
+        best = max(ALPHA_GRID, key=lambda alpha: concordance(
+            Ridge(alpha=alpha).fit(x["train"], train["dimensions"][:, k]).predict(x["validation"]),
+            validation["dimensions"][:, k]))
+        model = Ridge(alpha=best).fit(x["train"], train["dimensions"][:, k])
+        predictions[:, k] = np.clip(model.predict(x["test"]), 1.0, 5.0)
+    scores["linear"] = dimension_scores(predictions, test["dimensions"])
+    return scores

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .baselines import FLOORS
+from .baselines import DIMENSION_FLOORS, FLOORS
 from .continual import ContinualRun, load_fold, make_processor
 from .layout import BenchmarkLayout
-from .metrics import METRICS
+from .metrics import DIMENSION_METRICS, METRICS
 from .report import format_settings
 from .statistics import paired, summarize
 from .storage import RunLock, ensure_writable, read_json, write_json
@@ -243,18 +243,25 @@ class Benchmark:
 
     def run_floors(self, fold: int) -> dict:
         """The floors of every task's test set in `fold` (floors/fold<k>.json; computed once)."""
-        from .baselines import floor_scores
+        from .baselines import dimension_floor_scores, floor_scores
         from .tasks import task_splits
 
         path = self.layout.floors(fold)
+        dimensional = [task for task, spec in self._specs().items()
+                       if spec.dimensions and self.model_args.dimension_weight > 0]
         if path.exists():
-            return read_json(path)
+            floors = read_json(path)
+            if all("dimensions" in floors.get(task, {}) for task in dimensional):
+                return floors
         floors = {}
         for task, spec in self._specs().items():
             dataset = spec.load(cache_dir=self.data_args.dataset_cache_dir)
             splits = task_splits(dataset, fold, n_folds=self.data_args.n_folds, fold_seed=self.data_args.fold_seed)
             floors[task] = floor_scores(splits, len(spec.labels), self.data_args.max_speech_seconds,
                                         where=spec.location or task, seed=fold)
+            if task in dimensional:  # valence/arousal floors, for the tasks that learn them
+                floors[task]["dimensions"] = dimension_floor_scores(splits, self.data_args.max_speech_seconds,
+                                                                    where=spec.location or task)
         if self.args.should_save:
             write_json(path, floors)
         return floors
@@ -270,6 +277,12 @@ class Benchmark:
                 rows = [floors[task][kind] for floors in per_fold if floors.get(task, {}).get(kind)]
                 result[task][kind] = {metric: summarize([row[metric] for row in rows]) for metric in METRICS
                                       } if rows else None
+            dimensional = [floors[task]["dimensions"] for floors in per_fold
+                           if (floors.get(task) or {}).get("dimensions")]
+            if dimensional:
+                result[task]["dimensions"] = {
+                    kind: {metric: summarize([row[kind][metric] for row in dimensional])
+                           for metric in DIMENSION_METRICS} for kind in DIMENSION_FLOORS}
         return result if per_fold else {}
 
     # ----------------------------------------------------------------------------------------------- tuning
@@ -448,15 +461,18 @@ class Benchmark:
 
 
 def aggregate_strategy(strategy: str, cells: list[dict], orders: list[list[str]]) -> dict:
-    """Folds, final scores (mean and std over folds) per order and task, BWT and forgetting per metric."""
+    """Folds, final scores (mean and std over folds) per order and task, BWT and forgetting per metric (the
+    valence/arousal metrics too, where the cells scored them)."""
     alone = not get_strategy(strategy).carries_model
+    metrics = METRICS + tuple(metric for metric in DIMENSION_METRICS
+                              if all(metric in cell["matrix"] for cell in cells))
     final = {}
     for order in orders:
         same = [cell for cell in cells if cell["order"] == order or alone]
         per_task = {}
         for task in order:
             per_task[task] = {}
-            for metric in METRICS:
+            for metric in metrics:
                 values = []
                 for cell in same:
                     j = cell["order"].index(task)
@@ -467,14 +483,14 @@ def aggregate_strategy(strategy: str, cells: list[dict], orders: list[list[str]]
                 per_task[task][metric] = summarize(values)
         final[order_key(order)] = per_task
     summary = {
-        kind: {metric: summarize([cell["summary"][metric][kind] for cell in cells]) for metric in METRICS}
+        kind: {metric: summarize([cell["summary"][metric][kind] for cell in cells]) for metric in metrics}
         for kind in ("bwt", "forgetting", "average")
     }
     aggregated = {
         "cells": len(cells),
         "scenario": cells[0].get("scenario"),
         "folds": [{"fold": cell["fold"], "seed": cell.get("seed"), "order": cell["order"], "matrix": cell["matrix"],
-                   "average": {metric: cell["summary"][metric]["average"] for metric in METRICS}}
+                   "average": {metric: cell["summary"][metric]["average"] for metric in metrics}}
                   for cell in cells],
         "final": final,
         "bwt": summary["bwt"],

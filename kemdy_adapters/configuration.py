@@ -12,6 +12,7 @@ TASK_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 ADAPTER_METHODS = ("houlsby", "lora")
 MODALITIES = ("speech", "text")
 ADAPTER_INITS = ("bert", "houlsby", "reference")
+DIMENSION_LOSSES = ("mse", "ccc")
 
 
 def _sub_config(value: Any, default_type: type[PretrainedConfig]) -> PretrainedConfig:
@@ -35,9 +36,11 @@ class MultimodalEmotionConfig(PretrainedConfig):
     Args:
         text_config: The BERT config (a `BertConfig` or its dict).
         speech_config: The Wav2Vec2 config (a `Wav2Vec2Config` or its dict).
-        tasks: `{task name: {"labels": [...], "adapters": bool, "modalities": [...]}}`, in the order the tasks were
-            added. A task with `adapters=False` has a head but no adapters (the fine-tuning strategies' heads);
-            `modalities` is `["speech", "text"]` (default) or `["speech"]` for a task learned without transcripts.
+        tasks: `{task name: {"labels": [...], "adapters": bool, "modalities": [...], "dimensions": [...]}}`, in the
+            order the tasks were added. A task with `adapters=False` has a head but no adapters (the fine-tuning
+            strategies' heads); `modalities` is `["speech", "text"]` (default) or `["speech"]` for a task learned
+            without transcripts; `dimensions` (default none) lists the task's regression outputs, e.g.
+            `["valence", "arousal"]` on the 1-5 scale, predicted beside the classes by the task's own head.
         projector_size: Width of the per-task projection of the speech hidden states (256 in the reference).
         dropout: Dropout before the classifier.
         adapter_method: `"houlsby"` (the `adapters` library's `double_seq_bn`: a bottleneck after the attention
@@ -65,6 +68,10 @@ class MultimodalEmotionConfig(PretrainedConfig):
         task_layer_norms: Give every task its own copy of the two layer norms of each encoder layer that has
             adapters, initialised from the pretrained ones and trained with the task's adapters (the reference
             method's text adapters did so); the shared layer norms stay frozen.
+        dimension_loss: The regression outputs' training loss, `"mse"` (mean squared error on the 1-5 scale) or
+            `"ccc"` (1 - the batch's concordance correlation coefficient, per dimension).
+        dimension_weight: Its weight beside the cross-entropy (the task loss is CE + weight x mean over the
+            dimensions); only tasks with `dimensions` have one.
     """
 
     model_type = "kemdy_multimodal_emotion"
@@ -88,6 +95,8 @@ class MultimodalEmotionConfig(PretrainedConfig):
         adapter_non_linearity: str = "swish",
         adapter_init: str = "bert",
         task_layer_norms: bool = False,
+        dimension_loss: str = "mse",
+        dimension_weight: float = 1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -96,7 +105,8 @@ class MultimodalEmotionConfig(PretrainedConfig):
         self.text_config = _sub_config(text_config, BertConfig)
         self.speech_config = _sub_config(speech_config, Wav2Vec2Config)
         self.tasks = {name: {"labels": list(spec["labels"]), "adapters": bool(spec.get("adapters", True)),
-                             "modalities": list(spec.get("modalities", MODALITIES))}
+                             "modalities": list(spec.get("modalities", MODALITIES)),
+                             "dimensions": list(spec.get("dimensions", []))}
                       for name, spec in (tasks or {}).items()}
         for name in self.tasks:
             check_task_name(name)
@@ -119,6 +129,10 @@ class MultimodalEmotionConfig(PretrainedConfig):
         self.adapter_non_linearity = adapter_non_linearity
         self.adapter_init = adapter_init
         self.task_layer_norms = task_layer_norms
+        if dimension_loss not in DIMENSION_LOSSES:
+            raise ValueError(f"dimension_loss must be one of {DIMENSION_LOSSES}, got {dimension_loss!r}")
+        self.dimension_loss = dimension_loss
+        self.dimension_weight = float(dimension_weight)
 
 
 RESERVED_TASK_NAMES = ("base", "logs")

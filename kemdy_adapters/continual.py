@@ -30,7 +30,7 @@ from .export import read_task_config, seal_task
 from .features import feature_encoder_digest, with_speech_features
 from .hub import resolve_task as resolve_task_location
 from .layout import RunLayout
-from .metrics import METRICS, compute_metrics, matrix_summary
+from .metrics import DIMENSION_METRICS, DIMENSIONS, METRICS, compute_metrics, matrix_summary
 from .modeling import MultimodalEmotionModel
 from .precision import autocast, resolve_precision, training_precision
 from .routing import KINDS, TaskStatistics, load_statistics, save_statistics
@@ -68,6 +68,8 @@ def build_model(model_args: ModelArguments, strategy: Strategy | str) -> Multimo
         adapter_non_linearity=model_args.adapter_non_linearity,
         adapter_init=model_args.adapter_init,
         task_layer_norms=model_args.task_layer_norms,
+        dimension_loss=model_args.dimension_loss,
+        dimension_weight=model_args.dimension_weight,
     )
 
 
@@ -169,6 +171,7 @@ class ContinualRun:
                     raise ValueError(f"task {task!r} has no {split} data in fold {data_args.fold}")
         self.labels = {task: tuple(self.data[task]["train"].features["label"].names) for task in self.order}
         self.modalities = {task: self._modalities(task) for task in self.order}
+        self.dimensions = {task: self._dimensions(task) for task in self.order}
         self.shared_head = self.strategy.heads_shared(list(self.labels.values()))
         self.model: MultimodalEmotionModel | None = None
         self.model_step = -1  # index of the last task the in-memory model has learned
@@ -181,6 +184,13 @@ class ContinualRun:
             return ("speech", "text")  # prepared without the flag: every utterance has its transcript
         has_text = any(np.any(np.asarray(split["text_present"]) > 0) for split in splits)
         return ("speech", "text") if has_text else ("speech",)
+
+    def _dimensions(self, task: str) -> tuple[str, ...]:
+        """The task's regression outputs: valence and arousal where `dimension_weight` > 0 and its data has them."""
+        if self.model_args.dimension_weight <= 0:
+            return ()
+        has = all("dimension_targets" in split.column_names for split in self.data[task].values())
+        return DIMENSIONS if has else ()
 
     def _receive(self, locations: list[str]) -> list[dict]:
         """The tasks received from elsewhere: where they are, their config (checked before any training)."""
@@ -258,9 +268,15 @@ class ContinualRun:
         head = self._head(task)
         if head not in model.tasks:
             modalities = ("speech", "text") if self.shared_head else self.modalities[task]
-            model.add_task(head, self.labels[task], adapters=self.strategy.adapters, modalities=modalities)
+            dimensions = self._common_dimensions() if self.shared_head else self.dimensions[task]
+            model.add_task(head, self.labels[task], adapters=self.strategy.adapters, modalities=modalities,
+                           dimensions=dimensions)
         model.train_task(head, full=not self.strategy.adapters)
         return head
+
+    def _common_dimensions(self) -> tuple[str, ...]:
+        """A shared head's regression outputs: those every task has."""
+        return tuple(name for name in DIMENSIONS if all(name in self.dimensions[task] for task in self.order))
 
     def _scored_heads(self, model: MultimodalEmotionModel, task: str) -> dict[str, str | None]:
         """Task -> the head that scores it after `task` (None: not scorable yet, or task_a's other tasks)."""
@@ -400,7 +416,7 @@ class ContinualRun:
                              f"got {sorted(set(self.labels.values()))}")
         model = self._fresh_model()
         set_seed(self.args.seed)
-        model.add_task(SHARED_HEAD, self.labels[self.order[0]], adapters=False)
+        model.add_task(SHARED_HEAD, self.labels[self.order[0]], adapters=False, dimensions=self._common_dimensions())
         model.train_task(SHARED_HEAD, full=True)
         trainable = model.num_parameters(only_trainable=True)
         inputs = self._inputs(model)
@@ -478,9 +494,11 @@ class ContinualRun:
             rows = [{**read_json(self.layout.scores(JOINT_STEP)), "task": task} for task in self.order]
         else:
             rows = [read_json(self.layout.scores(task)) for task in self.order]
+        # Valence/arousal scores (CCC, r, RMSE) get their own matrices where a task learned them.
+        metrics = METRICS + (DIMENSION_METRICS if any(self.dimensions.values()) else ())
         matrix, validation = ({
             metric: [[((row.get(key) or {}).get(other) or {}).get(metric) for other in self.order] for row in rows]
-            for metric in METRICS
+            for metric in metrics
         } for key in ("scores", "validation"))
         return {
             "strategy": self.strategy.name,
@@ -489,6 +507,7 @@ class ContinualRun:
             "seed": self.args.seed,
             "labels": {task: list(labels) for task, labels in self.labels.items()},
             "modalities": {task: list(modalities) for task, modalities in self.modalities.items()},
+            "dimensions": {task: list(dimensions) for task, dimensions in self.dimensions.items()},
             "scenario": self.strategy.scenario(list(self.labels.values())),
             "received": [_public(task) for task in self.received],
             "matrix": matrix,

@@ -16,7 +16,7 @@ from .hf_dataset import decode_audio
 from .tasks import TaskSpec, resolve_task, task_rows
 
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "text_present", "input_values", "speech_features",
-                 "speech_hidden", "labels")
+                 "speech_hidden", "labels", "dimension_targets")
 SPEECH_COLUMNS = ("speech_hidden", "speech_features", "input_values")
 
 
@@ -50,13 +50,16 @@ class MultimodalProcessor:
         texts = [text if isinstance(text, str) else "" for text in batch["text"]]
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_text_length)
         speech = [self.speech(decode_audio(audio)["array"]) for audio in batch["audio"]]
-        return {
+        inputs = {
             **{key: encoded[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoded},
             "text_present": [1.0 if text.strip() else 0.0 for text in texts],
             "input_values": speech,
             "labels": batch["label"],
             "length": [len(values) for values in speech],
         }
+        if "valence" in batch and "arousal" in batch:  # the regression targets, for tasks that learn them
+            inputs["dimension_targets"] = [[float(v), float(a)] for v, a in zip(batch["valence"], batch["arousal"])]
+        return inputs
 
     @classmethod
     def from_checkpoints(cls, text_checkpoint: str, speech_checkpoint: str | None = None, **kwargs):
@@ -199,4 +202,7 @@ class MultimodalCollator:
             batch["text_present"] = torch.tensor([float(feature["text_present"]) for feature in features])
         if "labels" in features[0]:
             batch["labels"] = torch.tensor([feature["labels"] for feature in features], dtype=torch.long)
+        if "dimension_targets" in features[0]:
+            batch["dimension_targets"] = torch.tensor(np.array([feature["dimension_targets"] for feature in features],
+                                                               dtype=np.float32))
         return dict(batch)

@@ -109,6 +109,7 @@ def save_task(model, save_directory, name: str) -> TaskExport:
         "labels": spec["labels"],
         "adapters": spec["adapters"],
         "modalities": spec.get("modalities", ["speech", "text"]),
+        "dimensions": spec.get("dimensions", []),
         **{field: getattr(model.config, field) for field in (*ADAPTER_SETTINGS, *HEAD_SETTINGS)},
         "adapter_config": model.adapter_config().to_dict() if spec["adapters"] else None,
         "base": {
@@ -265,7 +266,7 @@ def load_task(model, directory, name: str | None = None, expected_labels: list[s
         raise TaskExportError(f"{weights}: unreadable safetensors file ({error})") from error
     saved, target = config["task"], name or config["task"]
     model.add_task(target, config["labels"], adapters=config["adapters"],
-                   modalities=config.get("modalities", ["speech", "text"]))
+                   modalities=config.get("modalities", ["speech", "text"]), dimensions=config.get("dimensions", []))
     try:
         renamed = {_rename(key, saved, target): tensor for key, tensor in state.items()}
         parameters = dict(model.named_parameters())

@@ -17,6 +17,11 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 METRICS = ("weighted_f1", "macro_f1", "uar", "accuracy")
+# Valence and arousal (1-5, the mean of the raters), for tasks with regression outputs: the concordance
+# correlation coefficient (CCC, the dimensional challenges' score), Pearson r and the RMSE, per dimension.
+DIMENSIONS = ("valence", "arousal")
+DIMENSION_SCORES = ("ccc", "pearson", "rmse")
+DIMENSION_METRICS = tuple(f"{dimension}_{score}" for dimension in DIMENSIONS for score in DIMENSION_SCORES)
 
 
 def classification_scores(predictions, references) -> dict[str, float]:
@@ -41,6 +46,35 @@ def classification_scores(predictions, references) -> dict[str, float]:
         "macro_f1": float(f1_score(references, predictions, labels=present, average="macro", zero_division=0)),
         "uar": float(recall_score(references, predictions, labels=present, average="macro", zero_division=0)),
     }
+
+
+def concordance(predictions, references) -> float:
+    """Lin's concordance correlation coefficient, 2 cov / (var_p + var_r + (mean_p - mean_r)^2), with population
+    (ddof 0) moments; 0.0 when both are constant (no agreement beyond the mean can be shown)."""
+    predictions, references = np.asarray(predictions, dtype=float), np.asarray(references, dtype=float)
+    mean_p, mean_r = predictions.mean(), references.mean()
+    constant = np.ptp(predictions) == 0 or np.ptp(references) == 0  # exactly 0, not a rounding residue
+    covariance = 0.0 if constant else float(np.mean((predictions - mean_p) * (references - mean_r)))
+    denominator = predictions.var() + references.var() + (mean_p - mean_r) ** 2
+    return float(2 * covariance / denominator) if denominator > 0 else 0.0
+
+
+def dimension_scores(predictions, references, dimensions=DIMENSIONS) -> dict[str, float]:
+    """`<dimension>_ccc`, `_pearson` and `_rmse` of (N, D) predictions against (N, D) references. Pearson r is
+    0.0 where either side is constant (a constant predictor correlates with nothing)."""
+    predictions, references = np.asarray(predictions, dtype=float), np.asarray(references, dtype=float)
+    if predictions.shape != references.shape or predictions.ndim != 2 or predictions.shape[1] != len(dimensions):
+        raise ValueError(f"predictions {predictions.shape} and references {references.shape} must both be "
+                         f"(N, {len(dimensions)})")
+    if len(references) == 0:
+        raise ValueError("no references to score")
+    scores = {}
+    for k, dimension in enumerate(dimensions):
+        p, r = predictions[:, k], references[:, k]
+        pearson = float(np.corrcoef(p, r)[0, 1]) if np.ptp(p) > 0 and np.ptp(r) > 0 else 0.0
+        scores |= {f"{dimension}_ccc": concordance(p, r), f"{dimension}_pearson": pearson,
+                   f"{dimension}_rmse": float(np.sqrt(np.mean((p - r) ** 2)))}
+    return scores
 
 
 def confusion(predictions, references, num_labels: int) -> list[list[int]]:
@@ -75,9 +109,15 @@ def matrix_summary(matrix: list[list[float | None]], sequential: bool = True) ->
     }
 
 
+def split_predictions(predictions):
+    """`Trainer.predict`'s predictions as (logits, dimensions or None): a task with regression outputs gives the
+    tuple (logits, dimensions), any other task the logits alone."""
+    if isinstance(predictions, (tuple, list)):
+        return predictions[0], (predictions[1] if len(predictions) > 1 else None)
+    return predictions, None
+
+
 def compute_metrics(eval_prediction) -> dict[str, float]:
-    """A `Trainer` `compute_metrics`: class scores from logits."""
-    logits, labels = eval_prediction.predictions, eval_prediction.label_ids
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    return classification_scores(np.argmax(logits, axis=-1), labels)
+    """A `Trainer` `compute_metrics`: class scores from logits (the kept epoch is chosen on these alone)."""
+    logits, _ = split_predictions(eval_prediction.predictions)
+    return classification_scores(np.argmax(logits, axis=-1), eval_prediction.label_ids)

@@ -18,6 +18,7 @@ import contextvars
 import copy
 import functools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import adapters
@@ -73,17 +74,50 @@ def _checkpoint_name(checkpoint) -> str:
     return str(path.resolve()) if path.is_dir() else str(checkpoint)
 
 
-class TaskHead(nn.Module):
-    """A task's speech projector and its classifier over [pooled text; pooled projected speech]."""
+DIMENSION_SCALE = (1.0, 5.0)
+"""The valence/arousal scale (KEMDy's 1-5): a regression output is `low + (high - low) * sigmoid(x)`."""
 
-    def __init__(self, text_size: int, speech_size: int, projector_size: int, num_labels: int, dropout: float):
+
+class TaskHead(nn.Module):
+    """A task's speech projector, its classifier over [pooled text; pooled projected speech] and, for a task with
+    dimensions, a regressor over the same vector (one output per dimension, on `DIMENSION_SCALE`)."""
+
+    def __init__(self, text_size: int, speech_size: int, projector_size: int, num_labels: int, dropout: float,
+                 num_dimensions: int = 0):
         super().__init__()
         self.projector = nn.Linear(speech_size, projector_size)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(text_size + projector_size, num_labels)
-        for layer in (self.projector, self.classifier):
+        layers = [self.projector, self.classifier]
+        if num_dimensions:
+            self.regressor = nn.Linear(text_size + projector_size, num_dimensions)
+            layers.append(self.regressor)
+        for layer in layers:
             nn.init.normal_(layer.weight, std=0.02)
             nn.init.zeros_(layer.bias)
+
+    def dimensions(self, pooled: torch.Tensor) -> torch.Tensor | None:
+        """(B, D) predictions on the 1-5 scale (near its middle, 3, before training), or None."""
+        if not hasattr(self, "regressor"):
+            return None
+        low, high = DIMENSION_SCALE
+        return low + (high - low) * torch.sigmoid(self.regressor(pooled).float())
+
+
+def ccc_loss(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1 - the batch's concordance correlation coefficient, averaged over the columns (dimensions)."""
+    mean_p, mean_t = predictions.mean(0), targets.mean(0)
+    covariance = ((predictions - mean_p) * (targets - mean_t)).mean(0)
+    denominator = predictions.var(0, unbiased=False) + targets.var(0, unbiased=False) + (mean_p - mean_t) ** 2
+    return (1 - 2 * covariance / denominator.clamp(min=1e-8)).mean()
+
+
+@dataclass
+class EmotionOutput(SequenceClassifierOutput):
+    """`SequenceClassifierOutput` plus `dimensions`: (B, D) valence/arousal predictions for a task that has them
+    (absent otherwise, so such a task's outputs are exactly the classifier's)."""
+
+    dimensions: torch.Tensor | None = None
 
 
 class TaskLayerNorm(nn.Module):
@@ -350,6 +384,7 @@ class MultimodalEmotionModel(PreTrainedModel):
             projector_size=self.config.projector_size,
             num_labels=len(spec["labels"]),
             dropout=self.config.dropout,
+            num_dimensions=len(spec.get("dimensions", [])),
         )
         # New modules are created on the CPU; follow the rest of the model (not while from_pretrained builds it
         # on the meta device: moving would send the encoders' buffers there too).
@@ -358,7 +393,8 @@ class MultimodalEmotionModel(PreTrainedModel):
             self.to(device=reference.device)
 
     def add_task(self, name: str, labels: list[str] | tuple[str, ...] = EMOTIONS, adapters: bool = True,
-                 modalities: list[str] | tuple[str, ...] = MODALITIES) -> None:
+                 modalities: list[str] | tuple[str, ...] = MODALITIES,
+                 dimensions: list[str] | tuple[str, ...] = ()) -> None:
         """Adds a task: its head and, with `adapters=True`, a fresh adapter in every layer of both encoders.
 
         Args:
@@ -366,6 +402,7 @@ class MultimodalEmotionModel(PreTrainedModel):
             labels: The task's label set, in the head's class order.
             adapters: Give the task its own adapters (`False`: a head only, over the shared encoders).
             modalities: `("speech", "text")`, or `("speech",)` for a speech-only task, whose head never sees text.
+            dimensions: Regression outputs beside the classes (e.g. `("valence", "arousal")`, 1-5), in the head.
         """
         check_task_name(name)
         if "speech" not in modalities or set(modalities) - set(MODALITIES):
@@ -377,8 +414,11 @@ class MultimodalEmotionModel(PreTrainedModel):
         taken = {part for key, _ in self.named_parameters() for part in key.split(".")}
         if name in taken:
             raise ValueError(f"task name {name!r} collides with a module name of the model")
+        if len(set(dimensions)) != len(dimensions):
+            raise ValueError(f"task {name!r}: dimensions must be distinct, got {list(dimensions)}")
         self.config.tasks[name] = {"labels": list(labels), "adapters": adapters,
-                                   "modalities": [m for m in MODALITIES if m in modalities]}
+                                   "modalities": [m for m in MODALITIES if m in modalities],
+                                   "dimensions": list(dimensions)}
         self._build_task(name)
 
     def task_labels(self, name: str | None = None) -> list[str]:
@@ -386,6 +426,9 @@ class MultimodalEmotionModel(PreTrainedModel):
 
     def task_modalities(self, name: str | None = None) -> list[str]:
         return list(self.config.tasks[self._task(name)].get("modalities", MODALITIES))
+
+    def task_dimensions(self, name: str | None = None) -> list[str]:
+        return list(self.config.tasks[self._task(name)].get("dimensions", []))
 
     def _task(self, name: str | None) -> str:
         name = name or self.config.active_task
@@ -597,8 +640,12 @@ class MultimodalEmotionModel(PreTrainedModel):
         speech_frame_mask: torch.Tensor | None = None,
         speech_hidden: torch.Tensor | None = None,
         text_present: torch.Tensor | None = None,
-    ) -> SequenceClassifierOutput:
+        dimension_targets: torch.Tensor | None = None,
+    ) -> EmotionOutput:
         """Logits (B, num_labels) of `task` (default: the active task); a cross-entropy loss if `labels` given.
+        A task with dimensions also returns `dimensions` (B, D) on the 1-5 scale; with `dimension_targets`
+        (B, D) the loss adds `dimension_weight` x the dimension loss (`config.dimension_loss`). The targets are
+        ignored for a task without dimensions (a shared batch may carry them).
 
         Speech comes as the waveform (`input_values`, `speech_attention_mask`), as the cached output of the
         frozen convolutional feature encoder (`speech_features`, `speech_frame_mask`), or as the cached output of
@@ -624,9 +671,16 @@ class MultimodalEmotionModel(PreTrainedModel):
         projected = head.projector(hidden)  # (B, T, P)
         weights = mask.unsqueeze(-1).to(projected.dtype)
         speech = (projected * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, P)
-        logits = head.classifier(head.dropout(torch.cat([text, speech], dim=-1)))  # (B, num_labels)
+        pooled = head.dropout(torch.cat([text, speech], dim=-1))
+        logits = head.classifier(pooled)  # (B, num_labels)
+        dimensions = head.dimensions(pooled)  # (B, D) or None
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        if loss is not None and dimensions is not None and dimension_targets is not None:
+            targets = dimension_targets.to(dimensions.dtype)
+            part = (ccc_loss(dimensions, targets) if self.config.dimension_loss == "ccc"
+                    else nn.functional.mse_loss(dimensions, targets))
+            loss = loss + self.config.dimension_weight * part
+        return EmotionOutput(loss=loss, logits=logits, dimensions=dimensions)
 
     # ----------------------------------------------------------------------------------------------- export
     def save_task(self, save_directory, name: str | None = None):

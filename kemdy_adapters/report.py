@@ -109,6 +109,65 @@ def floors_table(results: dict) -> list[str]:
     return lines
 
 
+def _has_dimensions(results: dict) -> bool:
+    return any("valence_ccc" in scores for data in results["strategies"].values()
+               for per_task in data["final"].values() for scores in per_task.values())
+
+
+def dimension_floor(results: dict, task: str, kind: str, metric: str) -> dict | None:
+    return (((results.get("floors") or {}).get(task, {}).get("dimensions") or {}).get(kind) or {}).get(metric)
+
+
+def dimensions_section(results: dict) -> list[str]:
+    """Valence and arousal: CCC after the sequence with its floors, r and RMSE, and forgetting in CCC."""
+    if not _has_dimensions(results):
+        return []
+    strategies = [s for s in results["strategies"] if any(
+        "valence_ccc" in scores for per_task in results["strategies"][s]["final"].values()
+        for scores in per_task.values())]
+    model = (results.get("config") or {}).get("model") or {}
+    floors = [("training_mean", "training mean"), ("linear", "linear baseline")]
+    lines = ["## Valence and arousal", "",
+             "Every task with valence and arousal (1-5, the raters' mean) also predicts them from its own head, "
+             f"trained with {model.get('dimension_weight', '?')} x {str(model.get('dimension_loss', '?')).upper()} "
+             "beside the cross-entropy (`--dimension_weight`, `--dimension_loss`); the kept epoch is still chosen by "
+             "the class scores. Scores: the concordance correlation coefficient (CCC), Pearson r and the RMSE on the "
+             "1-5 scale, on each fold's test sessions, after the task was learned first and every other task after "
+             "it (task_a: alone). Floors: the training mean as a constant prediction (CCC 0) and ridge regression on "
+             "the eGeMAPS + TF-IDF features (`baselines.py`).", ""]
+    for dimension in ("valence", "arousal"):
+        metric = f"{dimension}_ccc"
+        lines += [f"### {dimension} CCC", "",
+                  "| task | " + " | ".join(strategies + [f"*{name}*" for _, name in floors]) + " |",
+                  "|---|" + "---|" * (len(strategies) + len(floors))]
+        for task in results["tasks"]:
+            row = [format_score(retained(results, strategy, task, metric)) for strategy in strategies]
+            row += [format_score(dimension_floor(results, task, kind, metric)) for kind, _ in floors]
+            lines.append(f"| {task.upper()} | " + " | ".join(row) + " |")
+        lines.append("")
+    lines += ["### Pearson r and RMSE (means)", "",
+              "| task | strategy | valence r | valence RMSE | arousal r | arousal RMSE |", "|---|---|---|---|---|---|"]
+    for task in results["tasks"]:
+        for strategy in strategies + [f"*{name}*" for _, name in floors]:
+            if strategy.startswith("*"):
+                kind = next(kind for kind, name in floors if f"*{name}*" == strategy)
+                values = [dimension_floor(results, task, kind, f"{d}_{m}") for d in ("valence", "arousal")
+                          for m in ("pearson", "rmse")]
+            else:
+                values = [retained(results, strategy, task, f"{d}_{m}") for d in ("valence", "arousal")
+                          for m in ("pearson", "rmse")]
+            lines.append(f"| {task.upper()} | {strategy} | " + " | ".join(
+                "-" if not v else f"{v['mean']:.3f}" for v in values) + " |")
+    lines += ["", "### Forgetting in CCC", "",
+              "Score right after learning a task minus its score after the last task (as above, in CCC).", "",
+              "| strategy | forgetting valence CCC | forgetting arousal CCC |", "|---|---|---|"]
+    for strategy in strategies:
+        data = results["strategies"][strategy]["forgetting"]
+        cells = [format_score(data.get(f"{dimension}_ccc")) for dimension in ("valence", "arousal")]
+        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def render_markdown(results: dict) -> str:
     strategies = list(results["strategies"])
     progress = results["progress"]
@@ -133,6 +192,7 @@ def render_markdown(results: dict) -> str:
     lines += _score_tables(results, -1)
 
     lines += floors_table(results)
+    lines += dimensions_section(results)
     lines += ["## Backward transfer and forgetting", "",
               "Averaged over folds and orders (Avalanche's definitions: forgetting = score right after learning a "
               "task minus its score after the last task; BWT = -forgetting). 0 means nothing was forgotten.", "",
@@ -388,6 +448,29 @@ def write_figures(results: dict, folder: Path, confusions: dict) -> list[Path]:
         axes[0][0].legend(fontsize=7, loc="upper left")
         written.append(_save(figure, "Forgetting: each corpus learned first, before and after the second corpus",
                              folder / "forgetting.png"))
+
+    if _has_dimensions(results):
+        with_dimensions = [s for s in strategies if any(
+            "valence_ccc" in scores for per_task in results["strategies"][s]["final"].values()
+            for scores in per_task.values())]
+        figure, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
+        for axis, dimension in zip(axes[0], ("valence", "arousal")):
+            metric = f"{dimension}_ccc"
+            width = 0.8 / len(tasks)
+            for t, task in enumerate(tasks):
+                kept = [(retained(results, s, task, metric) or {}).get("mean", np.nan) for s in with_dimensions]
+                x = np.arange(len(with_dimensions)) + (t - (len(tasks) - 1) / 2) * width
+                axis.bar(x, kept, width, label=f"{task.upper()} after the sequence")
+                linear = (dimension_floor(results, task, "linear", metric) or {}).get("mean")
+                if linear is not None:
+                    axis.axhline(linear, color=f"C{t}", linestyle="--", linewidth=1,
+                                 label=f"{task.upper()} linear baseline")
+            axis.set_xticks(np.arange(len(with_dimensions)), with_dimensions, rotation=20)
+            axis.set_ylim(min(0.0, axis.get_ylim()[0]), 1)
+            axis.set_title(f"{dimension} CCC")
+        axes[0][0].legend(fontsize=7, loc="upper left")
+        written.append(_save(figure, "Valence and arousal: CCC each task keeps (dashed: its linear baseline)",
+                             folder / "dimensions.png"))
 
     tuning = results.get("tuning") or {}
     for name, data in (tuning.get("strategies") or {}).items():

@@ -6,8 +6,12 @@ The real corpora may not be redistributed, so `write_sample_corpus` writes both 
 What it models:
 - Labels: a hidden emotion per utterance, drawn with corpus-like class imbalance (KEMDy20-like mostly neutral);
   10 raters vote (each agrees with the hidden emotion with a corpus-specific probability), the total label is the
-  majority, ties are joined with `;` in each corpus's fixed order; valence/arousal are integer rater scores around
-  emotion-specific means, the total is their mean with one decimal.
+  majority, ties are joined with `;` in each corpus's fixed order.
+- Valence and arousal follow what a rater perceives, not the hidden label: arousal the voice as synthesised
+  (its energy, speaking rate and pitch range after the corpus's expressiveness, so a text-only utterance sounds
+  calm and KEMDy20's subdued speakers sound less aroused), valence the words (the cue words' emotion; no cue
+  word: 3). Each rater scores an integer 1-5 around those with noise (sd 0.7); the total is their mean with one
+  decimal. Listener rows (the other participant's state) are scored around their emotion's typical values.
 - Text: Korean sentences whose cue words carry the emotion; each corpus has its own vocabulary (acted drama lines
   versus everyday talk), with a shared core; transcription tags (`b/ o/ n/ l/ u/`, `*`, `+`, fillers, `(A+B)`
   spans, Latin acronyms) are added to the raw line; KEMDy19 in UTF-8, KEMDy20 in cp949.
@@ -61,6 +65,15 @@ VALENCE_AROUSAL = {
     "angry": (1.8, 4.2), "disgust": (2.0, 3.2), "fear": (2.0, 3.8), "happy": (4.2, 3.8),
     "neutral": (3.0, 2.6), "sad": (1.8, 2.0), "surprise": (3.4, 4.2),
 }
+
+
+def perceived_arousal(prosody: tuple[float, float, float, float, float]) -> float:
+    """Arousal (1-5) a listener hears in a voice with `prosody` (see PROSODY): energy, speaking rate and pitch
+    range, each scaled to [0, 1] over the emotions' range, weighted 0.45 / 0.35 / 0.20."""
+    _, pitch_range, energy, rate, _ = prosody
+    scaled = (0.45 * (energy - 0.22) / (0.95 - 0.22) + 0.35 * (rate - 3.0) / (6.8 - 3.0)
+              + 0.20 * (pitch_range - 0.8) / (6.5 - 0.8))
+    return 1.0 + 4.0 * float(np.clip(scaled, 0.0, 1.0))
 
 # -------------------------------------------------------------------------------------------------- prosody
 # pitch factor, pitch range (semitones), energy, syllables per second, breathiness
@@ -161,8 +174,12 @@ class _Writer:
         names, weights = zip(*PRIORS[corpus].items())
         return str(self.rng.choice(names, p=np.array(weights) / sum(weights)))
 
-    def ratings(self, corpus: str, emotion: str) -> tuple[list[str], list[tuple[str, int, int]]]:
+    def ratings(self, corpus: str, emotion: str, perceived: tuple[float, float] | None = None
+                ) -> tuple[list[str], list[tuple[str, int, int]]]:
+        """The ten raters' (emotion, valence, arousal) and the total label(s); valence and arousal are scored
+        around `perceived` (what the words and the voice carry), or around `emotion`'s typical values."""
         agree = AGREEMENT[corpus]
+        center_v, center_a = perceived if perceived is not None else VALENCE_AROUSAL[emotion]
         # A few utterances are ambiguous between two emotions: raters split, which makes the real ties.
         ambiguous = self.rng.random() < 0.08
         other = str(self.rng.choice([name for name in EMOTIONS if name != emotion]))
@@ -175,9 +192,8 @@ class _Writer:
             else:
                 vote = "neutral" if emotion != "neutral" and self.rng.random() < 0.6 else str(
                     self.rng.choice([name for name in EMOTIONS if name != emotion]))
-            base_v, base_a = VALENCE_AROUSAL[vote]
-            valence = int(np.clip(round(base_v + self.rng.normal(0, 0.7)), 1, 5))
-            arousal = int(np.clip(round(base_a + self.rng.normal(0, 0.7)), 1, 5))
+            valence = int(np.clip(round(center_v + self.rng.normal(0, 0.7)), 1, 5))
+            arousal = int(np.clip(round(center_a + self.rng.normal(0, 0.7)), 1, 5))
             votes.append((vote, valence, arousal))
         counts = Counter(vote for vote, _, _ in votes)
         top = max(counts.values())
@@ -230,9 +246,15 @@ class _Writer:
         return raw, " ".join(clean_pieces)
 
     # ------------------------------------------------------------------------------------------ audio
+    @staticmethod
+    def prosody(corpus: str, emotion: str) -> tuple[float, ...]:
+        """`emotion`'s prosody as the corpus's speakers express it (blended toward neutral)."""
+        blend = RECORDING[corpus]["expressiveness"]
+        return tuple(n + blend * (e - n) for n, e in zip(PROSODY["neutral"], PROSODY[emotion]))
+
     def voice(self, corpus: str, emotion: str, base_f0: float, seconds: float) -> np.ndarray:
         blend = RECORDING[corpus]["expressiveness"]
-        prosody = tuple(n + blend * (e - n) for n, e in zip(PROSODY["neutral"], PROSODY[emotion]))
+        prosody = self.prosody(corpus, emotion)
         return synthesize_voice(self.rng, prosody, RECORDING[corpus], base_f0, seconds,
                                 rise=4.0 * blend if emotion == "surprise" else 0.0,
                                 tremor=0.6 if emotion == "fear" else 0.0)
@@ -246,7 +268,9 @@ class _Writer:
         seconds = float(self.rng.uniform(self.config.min_seconds, self.config.max_seconds))
         voiced = emotion if modality in ("both", "speech") else "neutral"
         waveform = self.voice(corpus, voiced, base_f0, seconds) if audio else None
-        labels, votes = self.ratings(corpus, emotion)
+        worded = emotion if modality in ("both", "text") and emotion != "neutral" else None
+        perceived = (VALENCE_AROUSAL[worded][0] if worded else 3.0, perceived_arousal(self.prosody(corpus, voiced)))
+        labels, votes = self.ratings(corpus, emotion, perceived)
         return {"emotion": emotion, "modality": modality, "raw": raw, "clean": clean, "audio": waveform,
                 "labels": labels, "votes": votes}
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .data import model_batches
-from .metrics import classification_scores, confusion
+from .metrics import classification_scores, confusion, dimension_scores, split_predictions
 from .routing import DEFAULT_KIND, KINDS, Router, confidence_route, routing_features
 
 
@@ -21,8 +21,12 @@ def score_row(trainer, model, heads: dict[str, str | None], tests: dict, confusi
             continue
         model.set_active_task(head)
         output = trainer.predict(tests[task], metric_key_prefix="test")
-        predictions = np.argmax(output.predictions, axis=-1)
+        logits, dimensions = split_predictions(output.predictions)
+        predictions = np.argmax(logits, axis=-1)
         scores[task] = {**classification_scores(predictions, output.label_ids), "support": int(len(output.label_ids))}
+        if dimensions is not None and "dimension_targets" in tests[task].column_names:
+            targets = np.asarray(tests[task]["dimension_targets"], dtype=np.float64)
+            scores[task] |= dimension_scores(dimensions, targets, model.task_dimensions(head))
         if confusions:
             scores[task]["confusion"] = confusion(predictions, output.label_ids, len(model.task_labels(head)))
     return scores

@@ -9,6 +9,8 @@ Sources:
     `text`       optional transcript; a missing column or an empty cell means no transcript
     `session` or `speaker`  the groups the session-wise folds are drawn over (`session` wins when both exist),
                  or `split` with `train` / `validation` / `test` (then every fold uses that split)
+    `valence`, `arousal`  optional, both or neither: numbers on the 1-5 scale (e.g. the raters' mean); a task
+                 with them can learn regression outputs beside its labels (`--dimension_weight`)
   and optionally `labels.txt` (one label per line): the label set and its order. Without it the label set is
   the sorted (Unicode order) set of labels in the metadata. A row whose label is outside `labels.txt`, whose
   audio file is missing or unreadable, or a metadata file without a required column or without rows is an error
@@ -43,6 +45,7 @@ LABELS_FILE = "labels.txt"
 GROUP_COLUMNS = ("session", "speaker")
 SPLITS = ("train", "validation", "test")
 BOTH = ("speech", "text")
+DIMENSIONS = ("valence", "arousal")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class TaskSpec:
         location: The corpus folder (KEMDy: the unpacked folder or one above it), or None for a dataset.
         labels: The label set in its stable order (the head's class order).
         modalities: `("speech", "text")`, or `("speech",)` when no utterance has a transcript.
+        dimensions: `("valence", "arousal")` where every utterance has both scores (KEMDy, or a corpus with those
+            columns), else `()`.
     """
 
     name: str
@@ -62,13 +67,14 @@ class TaskSpec:
     location: str | None
     labels: tuple[str, ...]
     modalities: tuple[str, ...] = BOTH
+    dimensions: tuple[str, ...] = ()
     dataset: datasets.Dataset | None = field(default=None, compare=False, repr=False)
     rows: list[dict] | None = field(default=None, compare=False, repr=False)
     """A folder's checked metadata rows, read once when the spec is made."""
 
     @classmethod
     def kemdy(cls, corpus: str, location) -> TaskSpec:
-        return cls(name=corpus, source=corpus, location=str(location), labels=EMOTIONS)
+        return cls(name=corpus, source=corpus, location=str(location), labels=EMOTIONS, dimensions=DIMENSIONS)
 
     @classmethod
     def from_folder(cls, name: str, folder) -> TaskSpec:
@@ -77,7 +83,8 @@ class TaskSpec:
         rows, labels = read_folder_metadata(folder)
         has_text = any(row["text"] for row in rows)
         return cls(name=name, source="folder", location=str(Path(folder).resolve()), labels=labels,
-                   modalities=BOTH if has_text else ("speech",), rows=rows)
+                   modalities=BOTH if has_text else ("speech",), rows=rows,
+                   dimensions=DIMENSIONS if "valence" in rows[0] else ())
 
     @classmethod
     def from_dataset(cls, name: str, dataset: datasets.Dataset, labels: list[str] | None = None) -> TaskSpec:
@@ -92,8 +99,13 @@ class TaskSpec:
         labels = _label_set(values, labels, f"dataset {name!r}")
         texts = dataset["text"] if "text" in dataset.column_names else []
         has_text = any(text and str(text).strip() for text in texts)
+        given = [column for column in DIMENSIONS if column in dataset.column_names]
+        if given and len(given) != len(DIMENSIONS):
+            raise ValueError(f"dataset for task {name!r} has {given} but not {sorted(set(DIMENSIONS) - set(given))}: "
+                             "give both valence and arousal or neither")
         return cls(name=name, source="dataset", location=None, labels=labels,
-                   modalities=BOTH if has_text else ("speech",), dataset=dataset)
+                   modalities=BOTH if has_text else ("speech",), dataset=dataset,
+                   dimensions=DIMENSIONS if given else ())
 
     def load(self, cache_dir: str | None = None) -> datasets.Dataset:
         """The whole corpus as rows `id, session, label (ClassLabel), text, audio` (+ `split` where given);
@@ -219,6 +231,11 @@ def read_folder_metadata(folder, labels: tuple[str, ...] | None = None) -> tuple
     if group is None and "split" not in columns:
         raise CorpusFormatError(f"{path}: needs a session or speaker column (the groups of the folds) or a split "
                                 "column (train/validation/test)")
+    dimensional = [name for name in DIMENSIONS if name in columns]
+    if dimensional and len(dimensional) != len(DIMENSIONS):
+        missing = sorted(set(DIMENSIONS) - set(dimensional))
+        raise CorpusFormatError(f"{path}: has column(s) {dimensional} but not {missing}: give both valence and "
+                                "arousal or neither")
     given = labels
     if given is None and (folder / LABELS_FILE).is_file():
         given = tuple(line.strip() for line in (folder / LABELS_FILE).read_text(encoding="utf-8-sig").splitlines()
@@ -257,27 +274,44 @@ def read_folder_metadata(folder, labels: tuple[str, ...] | None = None) -> tuple
         text = row.get("text")
         rows.append({"id": identifier, "file": str(audio), "label": label,
                      "text": "" if text is None else " ".join(str(text).split()),
-                     "session": grouping, "split": split})
+                     "session": grouping, "split": split,
+                     **{name: _score(row.get(name), name, where) for name in dimensional}})
     return rows, _label_set([row["label"] for row in rows], given, str(path))
 
 
-def features(labels: tuple[str, ...], with_split: bool) -> datasets.Features:
+def _score(value, name: str, where: str) -> float:
+    """A valence/arousal cell as a float in [1, 5], or an error naming the row."""
+    try:
+        number = float(str(value).strip())
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 1.0 <= number <= 5.0:  # also catches NaN
+        raise CorpusFormatError(f"{where}: {name} {value!r} is not a number from 1 to 5")
+    return number
+
+
+def features(labels: tuple[str, ...], with_split: bool, with_dimensions: bool = False) -> datasets.Features:
     columns = {"id": datasets.Value("string"), "session": datasets.Value("string"),
                "label": datasets.ClassLabel(names=list(labels)), "text": datasets.Value("string"),
                "audio": audio_feature()}
     if with_split:
         columns["split"] = datasets.Value("string")
+    if with_dimensions:
+        columns |= {name: datasets.Value("float32") for name in DIMENSIONS}
     return datasets.Features(columns)
 
 
 def _to_dataset(rows: list[dict], labels: tuple[str, ...]) -> datasets.Dataset:
     with_split = rows[0]["split"] is not None
+    with_dimensions = "valence" in rows[0]
     data = {"id": [row["id"] for row in rows], "session": [row["session"] for row in rows],
             "label": [labels.index(row["label"]) for row in rows], "text": [row["text"] for row in rows],
             "audio": [{"bytes": None, "path": row["file"]} for row in rows]}
     if with_split:
         data["split"] = [row["split"] for row in rows]
-    return datasets.Dataset.from_dict(data, features=features(labels, with_split))
+    if with_dimensions:
+        data |= {name: [row[name] for row in rows] for name in DIMENSIONS}
+    return datasets.Dataset.from_dict(data, features=features(labels, with_split, with_dimensions))
 
 
 def _normalise_dataset(name: str, dataset: datasets.Dataset, labels: tuple[str, ...]) -> datasets.Dataset:
@@ -292,10 +326,10 @@ def _normalise_dataset(name: str, dataset: datasets.Dataset, labels: tuple[str, 
                 "session": str(row[group]) if group else str(row["split"]),
                 "label": labels.index(label), "text": "" if text is None else " ".join(str(text).split())}
 
-    keep = {"audio", "split"} if group is None else {"audio"}
+    keep = ({"audio", "split"} if group is None else {"audio"}) | set(DIMENSIONS)
     mapped = dataset.map(normalise, with_indices=True, remove_columns=[
         column for column in dataset.column_names if column not in keep], desc=f"reading task {name}")
-    target = features(labels, "split" in mapped.column_names)
+    target = features(labels, "split" in mapped.column_names, "valence" in mapped.column_names)
     if SCRIPTS_SUPPORTED:
         if not isinstance(dataset.features["audio"], datasets.Audio):
             mapped = mapped.cast_column("audio", datasets.Audio(sampling_rate=16000))

@@ -44,6 +44,11 @@ class ModelArguments:
         default="bert", metadata={"help": "adapter initialisation: bert, houlsby or reference (all near identity)"})
     task_layer_norms: bool = field(
         default=False, metadata={"help": "a copy of every adapted layer's layer norms per task (the reference's)"})
+    dimension_weight: float = field(
+        default=0.0, metadata={"help": "> 0: tasks with valence/arousal (KEMDy; corpus folders with those columns) "
+                                       "also learn them, this weight x the dimension loss beside cross-entropy"})
+    dimension_loss: str = field(
+        default="mse", metadata={"help": "the valence/arousal loss: mse (on the 1-5 scale) or ccc (1 - CCC)"})
 
 
 @dataclass
