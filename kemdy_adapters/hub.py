@@ -61,8 +61,8 @@ def find_task(source, task: str, strategy: str = "adapter", fold: int = 0) -> Ta
         row = read_json(run_layout.scores(task))
         run = read_json(run_layout.run_json, {})
         own = (row or {}).get("scores", {}).get(task)
-        scores = {metric: {"mean": own[metric], "std": 0.0, "n": 1} for metric in ("weighted_f1", "macro_f1", "uar")
-                  } if own else None
+        scores = {metric: {"mean": own[metric], "std": 0.0, "n": 1} for metric in CARD_METRICS
+                  if own.get(metric) is not None} if own else None
         protocol = (f"One run: strategy `{run.get('strategy', '?')}`, session fold {run.get('fold', '?')}, task "
                     f"order {' -> '.join(run.get('order', []))}; scores on that fold's held-out test sessions.")
         if run.get("received"):
@@ -86,7 +86,8 @@ def find_task(source, task: str, strategy: str = "adapter", fold: int = 0) -> Ta
     if not (export / TASK_CONFIG).is_file():
         raise FileNotFoundError(f"{export}: no export of {task!r} for fold {fold} ({strategy}); pick a fold the "
                                 "benchmark ran with --fold")
-    scores = {metric: data["final"][order][task][metric] for metric in ("weighted_f1", "macro_f1", "uar")}
+    scores = {metric: data["final"][order][task][metric] for metric in CARD_METRICS
+              if data["final"][order][task].get(metric)}
     folds = sorted({cell["fold"] for cell in data["folds"]})
     training = results["config"]["training"]
     protocol = (f"Session-wise cross-validation as in the reference protocol (sessions split into 5 folds; each "
@@ -131,6 +132,17 @@ GENERIC_LIMITATIONS = (
 )
 
 
+CARD_METRICS = {
+    # metric: (the Hub's metric type, its name, its `average` argument, the card table's label)
+    "weighted_f1": ("f1", "weighted F1", "weighted", "weighted F1"),
+    "macro_f1": ("f1", "macro F1", "macro", "macro F1"),
+    "uar": ("recall", "UAR (unweighted average recall)", "macro", "UAR"),
+    "valence_ccc": ("ccc", "valence CCC (concordance correlation, 1-5 scale)", None, "valence CCC"),
+    "arousal_ccc": ("ccc", "arousal CCC (concordance correlation, 1-5 scale)", None, "arousal CCC"),
+}
+"""The scores a model card lists (the CCC rows only for a task with valence/arousal outputs)."""
+
+
 def card_data(config: dict, source: TaskSource, repo_id: str):
     """The model card's metadata as `huggingface_hub.ModelCardData` (tags, base models, datasets, and the
     scores as `EvalResult`s, which the Hub shows as the model-index)."""
@@ -140,16 +152,14 @@ def card_data(config: dict, source: TaskSource, repo_id: str):
     kemdy = config["task"] in CORPORA
     bases = [checkpoint for checkpoint in (base["text_checkpoint"], base["speech_checkpoint"])
              if _looks_like_hub_id(checkpoint)]
-    names = {"weighted_f1": ("f1", "weighted F1", "weighted"), "macro_f1": ("f1", "macro F1", "macro"),
-             "uar": ("recall", "UAR (unweighted average recall)", "macro")}
     scores = source.scores or {}
     results = [
         EvalResult(task_type="audio-classification", task_name="Emotion recognition in conversation",
                    dataset_type=config["task"], dataset_name=config["task"].upper(),
                    dataset_split="held-out sessions (session-wise cross-validation)", metric_type=kind,
                    metric_name=name, metric_value=round(float(scores[metric]["mean"]), 4),
-                   metric_args={"average": average})
-        for metric, (kind, name, average) in names.items() if scores.get(metric)]
+                   metric_args={"average": average} if average else None)
+        for metric, (kind, name, average, _) in CARD_METRICS.items() if scores.get(metric)]
     return ModelCardData(
         library_name="kemdy-adapters",
         language=["ko"] if kemdy else None,
@@ -161,7 +171,7 @@ def card_data(config: dict, source: TaskSource, repo_id: str):
               "continual-learning", config["task"]],
         datasets=[config["task"]] if kemdy else None,
         base_model=bases or None,
-        metrics=["f1", "recall"] if results else None,
+        metrics=sorted({result.metric_type for result in results}) or None,
         model_name=repo_id.split("/")[-1] if results else None,
         eval_results=results or None,
     )
@@ -189,7 +199,8 @@ def render_model_card(config: dict, source: TaskSource, repo_id: str, parameters
     scores = source.scores or {}
     table = "\n".join(
         f"| {label} | {format_score(scores.get(metric), 'not measured', folds=True)} |"
-        for metric, label in (("weighted_f1", "weighted F1"), ("macro_f1", "macro F1"), ("uar", "UAR")))
+        for metric, (*_, label) in CARD_METRICS.items()
+        if metric in ("weighted_f1", "macro_f1", "uar") or scores.get(metric))
     local = [c for c in (base["text_checkpoint"], base["speech_checkpoint"]) if not _looks_like_hub_id(c)]
     checkpoint_note = (f"Checkpoints given as local paths ({', '.join(map(str, local))}) or missing were not on the "
                        "Hub when this task was trained: load the task with `text_model=` / `speech_model=` set to the "

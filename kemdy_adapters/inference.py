@@ -132,9 +132,12 @@ class Prediction:
     seconds: float
     transcript: str = "given"
     """Where the transcript came from: `given`, `file` (the .txt beside the wav) or `none` (speech only)."""
+    dimensions: dict[str, float] | None = None
+    """Valence and arousal (1-5) where the task predicts them, else None."""
 
     def to_dict(self) -> dict:
-        return {"emotion": self.emotion, "probabilities": self.probabilities, "task": self.task,
+        return {"emotion": self.emotion, "probabilities": self.probabilities,
+                **(self.dimensions or {}), "task": self.task,
                 "routed": self.routed, "routing": self.routing, "transcript": self.transcript,
                 "seconds": round(self.seconds, 4)}
 
@@ -280,7 +283,8 @@ class EmotionRecognizer:
         transcript. Without a text (None, empty or blank) the `.txt` beside the wav is used if there is one, and
         otherwise the utterance is classified from speech alone (a zero text vector; a speech-only task ignores
         text always). `task` picks the adapters; without it, a one-task model uses its task and a multi-task
-        model routes. Returns emotion, probabilities, task, routing, where the transcript came from, seconds."""
+        model routes. Returns emotion, probabilities, `valence` and `arousal` (1-5) where the task predicts them,
+        task, routing, where the transcript came from, seconds."""
         started = time.perf_counter()
         name = str(audio) if isinstance(audio, (str, Path)) else "audio"
         batch, transcript = self._inputs(audio, text, sampling_rate, name)
@@ -299,7 +303,12 @@ class EmotionRecognizer:
             chosen, routed = names[0], True
             routing = {other: round(float(p), 6) for other, p in zip(self.router.tasks, posterior[0])}
         with autocast(self.precision, self.model.device):
-            logits = self.model(**batch, task=chosen).logits[0].float()
+            output = self.model(**batch, task=chosen)
+        logits = output.logits[0].float()
+        dimensions = None
+        if output.dimensions is not None:
+            dimensions = {name: round(float(value), 4)
+                          for name, value in zip(self.model.task_dimensions(chosen), output.dimensions[0].tolist())}
         if not torch.isfinite(logits).all():
             raise InputError(f"{name}: task {chosen!r} gave non-finite scores (damaged weights, or an input the "
                              "model cannot handle)")
@@ -309,7 +318,7 @@ class EmotionRecognizer:
             emotion=labels[int(np.argmax(probabilities))],
             probabilities={label: round(p, 6) for label, p in zip(labels, probabilities)},
             task=chosen, routed=routed, routing=routing, seconds=time.perf_counter() - started,
-            transcript=transcript,
+            transcript=transcript, dimensions=dimensions,
         ).to_dict()
 
     @torch.no_grad()

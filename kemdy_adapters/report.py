@@ -210,7 +210,8 @@ def render_markdown(results: dict) -> str:
         lines.append(f"| {strategy} | {data['trainable_parameters']:,} | {data['export_bytes'] / 1e6:.2f} MB | "
                      f"{data['train_seconds']:.0f} s |")
     lines += [""] + comparison_table(results) + findings(results) + agnostic_table(results)
-    lines += ["Figures: `figures/` (confusion matrices, forgetting chart, score-matrix heatmaps). "
+    charts = "forgetting chart, valence/arousal chart" if _has_dimensions(results) else "forgetting chart"
+    lines += [f"Figures: `figures/` (confusion matrices, {charts}, score-matrix heatmaps). "
               "Per-cell details: `runs/<strategy>/fold<k>/<order>/`."]
     return "\n".join(lines) + "\n"
 

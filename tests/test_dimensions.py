@@ -150,3 +150,96 @@ def test_benchmark_scores_valence_and_arousal_in_the_score_matrix(dimensional_be
     report = (output / "results.md").read_text()
     assert "## Valence and arousal" in report and "*training mean*" in report
     assert (output / "figures" / "dimensions.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_card_lists_ccc_and_predict_returns_valence_and_arousal(dimensional_bench, sample_corpus, tmp_path):
+    from huggingface_hub import ModelCard
+
+    from kemdy_adapters.cli import main
+    from kemdy_adapters.hub import card_yaml
+    from kemdy_adapters.inference import EmotionRecognizer
+
+    output, results = dimensional_bench
+    folder = tmp_path / "push"
+    assert main(["push", "--task", "kemdy19", "--from", str(output), "--repo-id", "lab/kemdy19-va", "--to-dir",
+                 str(folder), "--dry-run"]) == 0
+    card = (folder / "README.md").read_text()
+    final = results["strategies"]["adapter"]["final"]["kemdy19>kemdy20"]["kemdy19"]
+    metrics = {m["name"]: m["value"] for m in card_yaml(card)["model-index"][0]["results"][0]["metrics"]}
+    assert metrics["valence CCC (concordance correlation, 1-5 scale)"] == round(final["valence_ccc"]["mean"], 4)
+    assert metrics["arousal CCC (concordance correlation, 1-5 scale)"] == round(final["arousal_ccc"]["mean"], 4)
+    assert "ccc" in {result.metric_type for result in ModelCard(card).data.eval_results}
+    assert "| valence CCC |" in card and "| arousal CCC |" in card
+
+    recognizer = EmotionRecognizer.from_pretrained(folder, precision="fp32")
+    wav = next((sample_corpus / "KEMDy20_v1_1" / "wav").rglob("*.wav"))
+    prediction = recognizer(wav, text="오늘 정말 기분이 좋아요")
+    assert set(prediction) >= {"emotion", "probabilities", "valence", "arousal"}
+    assert 1 <= prediction["valence"] <= 5 and 1 <= prediction["arousal"] <= 5
+    batch, _ = recognizer._inputs(wav, "오늘 정말 기분이 좋아요", None, str(wav))
+    with torch.no_grad():
+        expected = recognizer.model(**batch, task="kemdy19").dimensions[0]
+    assert prediction["valence"] == pytest.approx(float(expected[0]), abs=1e-4)
+
+
+def test_generated_valence_follows_the_words_and_arousal_the_voice(sample_corpus, manifest, hf_cache):
+    from kemdy_adapters.hf_dataset import load_kemdy
+    from kemdy_adapters.sample_corpus import VALENCE_AROUSAL, _Writer, perceived_arousal
+
+    for corpus in ("kemdy19", "kemdy20"):
+        segments = {segment["id"]: segment for segment in manifest["segments"] if segment["corpus"] == corpus}
+        dataset = load_kemdy(corpus, sample_corpus, cache_dir=hf_cache).remove_columns("audio")
+        voice, words, arousal, valence = [], [], [], []
+        for row in dataset:
+            segment = segments[row["id"]]
+            voiced = segment["emotion"] if segment["modality"] in ("both", "speech") else "neutral"
+            worded = segment["modality"] in ("both", "text") and segment["emotion"] != "neutral"
+            voice.append(perceived_arousal(_Writer.prosody(corpus, voiced)))
+            words.append(VALENCE_AROUSAL[segment["emotion"]][0] if worded else 3.0)
+            arousal.append(row["arousal"])
+            valence.append(row["valence"])
+        # the raters' mean follows what the utterance carries, not its label: a text-only angry line sounds calm
+        assert np.corrcoef(voice, arousal)[0, 1] > 0.8
+        assert np.corrcoef(words, valence)[0, 1] > 0.8
+        assert 1 <= min(arousal) and max(valence) <= 5
+
+
+def test_a_generic_corpus_with_valence_and_arousal_columns(clinic_corpus, tmp_path, tiny_checkpoints):
+    import csv
+    import shutil
+
+    from kemdy_adapters.corpus import CorpusFormatError
+    from kemdy_adapters.data import MultimodalProcessor, load_task_splits
+    from kemdy_adapters.tasks import TaskSpec
+
+    folder = shutil.copytree(clinic_corpus, tmp_path / "clinic")
+    with open(folder / "metadata.csv", newline="", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+
+    def write(rows):
+        with open(folder / "metadata.csv", "w", newline="", encoding="utf-8") as stream:
+            writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    assert TaskSpec.from_folder("clinic", folder).dimensions == ()  # no columns: no dimensions
+    for i, row in enumerate(rows):
+        row["valence"], row["arousal"] = f"{1 + i % 5}", f"{5 - (i % 4) * 0.5}"
+    write(rows)
+    spec = TaskSpec.from_folder("clinic", folder)
+    assert spec.dimensions == ("valence", "arousal")
+    processor = MultimodalProcessor.from_checkpoints(*tiny_checkpoints, max_speech_seconds=1)
+    splits = load_task_splits(spec, None, 0, processor)
+    targets = np.concatenate([np.asarray(split["dimension_targets"]) for split in splits.values()])
+    expected = sorted((1 + i % 5, 5 - (i % 4) * 0.5) for i in range(len(rows)))
+    assert sorted(map(tuple, targets.tolist())) == expected
+
+    rows[6]["arousal"] = "loud"
+    write(rows)
+    with pytest.raises(CorpusFormatError, match=r"metadata.csv line 8: arousal 'loud' is not a number from 1 to 5"):
+        TaskSpec.from_folder("clinic", folder)
+    for row in rows:
+        del row["arousal"]
+    write(rows)
+    with pytest.raises(CorpusFormatError, match=r"has column\(s\) \['valence'\] but not \['arousal'\]"):
+        TaskSpec.from_folder("clinic", folder)
