@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .metrics import METRICS
+from .metrics import DIMENSION_METRICS, METRICS
 
 
 def reports_to_tensorboard(report_to) -> bool:
@@ -36,7 +36,8 @@ def log_score_rows(folder: Path, order: list[str], rows: list[dict]) -> None:
     with SummaryWriter(log_dir=str(folder)) as writer:
         for task, scores in rows[-1].items():
             if scores:
-                for metric in METRICS:
+                # the class metrics, and valence/arousal CCC, r and RMSE where the task learned them
+                for metric in (*METRICS, *(m for m in DIMENSION_METRICS if scores.get(m) is not None)):
                     writer.add_scalar(f"R/{metric}/{task}", scores[metric], global_step=step)
         for metric in METRICS:
             writer.add_text(f"R/{metric}", matrix_table(order, rows, metric), global_step=step)

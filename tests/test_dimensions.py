@@ -120,7 +120,7 @@ def dimensional_bench(tiny_checkpoints, sample_corpus, hf_cache, tmp_path_factor
         "--output_dir", str(output), "--data_dir", str(sample_corpus), "--text_model", text, "--speech_model",
         speech, "--strategies", "finetune", "adapter", "--folds", "0", "--num_train_epochs", "2", "--learning_rate",
         "5e-3", "--projector_size", "16", "--max_speech_seconds", "2", "--dataset_cache_dir", hf_cache,
-        "--disable_tqdm", "true", "--dimension_weight", "1.0"])
+        "--disable_tqdm", "true", "--dimension_weight", "1.0", "--report_to", "tensorboard"])
     return output, Benchmark(*arguments).run()
 
 
@@ -139,8 +139,14 @@ def test_benchmark_scores_valence_and_arousal_in_the_score_matrix(dimensional_be
                 assert ccc[1][0] == ccc[0][0]
         assert strategy["forgetting"]["arousal_ccc"]["n"] == 2
         assert {"valence_ccc", "arousal_rmse"} <= set(strategy["final"]["kemdy19>kemdy20"]["kemdy19"])
-    run = json.loads((output / "runs" / "adapter" / "fold0" / "kemdy19-kemdy20" / "results.json").read_text())
+    cell = output / "runs" / "adapter" / "fold0" / "kemdy19-kemdy20"
+    run = json.loads((cell / "results.json").read_text())
     assert run["dimensions"] == {"kemdy19": ["valence", "arousal"], "kemdy20": ["valence", "arousal"]}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tracked = EventAccumulator(str(cell / "logs")).Reload().Scalars("R/valence_ccc/kemdy19")
+    assert [point.step for point in tracked] == [0, 1]  # R's valence CCC after each task, in the tracker too
+    assert tracked[1].value == pytest.approx(run["matrix"]["valence_ccc"][1][0])
     floors = json.loads((output / "floors" / "fold0.json").read_text())
     for task in ("kemdy19", "kemdy20"):
         mean, linear = floors[task]["dimensions"]["training_mean"], floors[task]["dimensions"]["linear"]
