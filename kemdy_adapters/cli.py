@@ -48,8 +48,12 @@ def _summarise(corpus: str, dataset) -> str:
     counts = Counter(names[label] if label >= 0 else "multi-label" for label in dataset["label"])
     sessions = sorted(set(dataset["session"]))
     hours = sum(dataset["duration"]) / 3600
+    import numpy as np
+
+    dimensions = ", ".join(f"{name} {np.mean(dataset[name]):.2f} ± {np.std(dataset[name]):.2f}"
+                           for name in ("valence", "arousal"))
     return (f"{corpus}: {len(dataset)} segments, {len(sessions)} sessions ({sessions[0]}..{sessions[-1]}), "
-            f"{hours * 60:.1f} min of audio, labels {dict(counts.most_common())}")
+            f"{hours * 60:.1f} min of audio, labels {dict(counts.most_common())}, {dimensions} (1-5, mean ± sd)")
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ def test_inspect_summarises_both_corpora(sample_corpus, hf_cache, capsys):
     assert main(["inspect", str(sample_corpus), "--cache-dir", hf_cache]) == 0
     captured = capsys.readouterr()
     assert "kemdy19: 1" in captured.out and "kemdy20: 1" in captured.out and "10 sessions" in captured.out
+    assert "valence 2." in captured.out and "(1-5, mean ± sd)" in captured.out
 
 
 def test_inspect_shows_no_library_progress_bars_unless_verbose(sample_corpus, tmp_path, capsys):
