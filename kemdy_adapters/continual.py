@@ -420,14 +420,21 @@ class ContinualRun:
         model.train_task(SHARED_HEAD, full=True)
         trainable = model.num_parameters(only_trainable=True)
         inputs = self._inputs(model)
-        union = {split: datasets.concatenate_datasets([inputs[task][split] for task in self.order])
-                 for split in ("train", "validation")}
+        union = {split: datasets.concatenate_datasets([self._joint_columns(inputs[task][split])
+                                                       for task in self.order]) for split in ("train", "validation")}
         trainer, output = self._fit(model, JOINT_STEP, union["train"], union["validation"])
         scores, validation = self._score(trainer, trainer.model, {task: SHARED_HEAD for task in self.order}, inputs)
         self._finish(JOINT_STEP, trainer, output, {
             "head": SHARED_HEAD, "scores": scores, "validation": validation, "task_agnostic": None,
             "trainable_parameters": trainable, "export_bytes": 0})
         _barrier()
+
+    def _joint_columns(self, split: datasets.Dataset) -> datasets.Dataset:
+        """A task's split as the union takes it: without valence/arousal targets unless every task has them (the
+        shared head learns only what all have, and the union needs one set of columns)."""
+        if not self._common_dimensions() and "dimension_targets" in split.column_names:
+            return split.remove_columns("dimension_targets")
+        return split
 
     def _check_received_unchanged(self, model: MultimodalEmotionModel) -> None:
         """The received tasks' weights must still be exactly the sender's after a task trained beside them."""

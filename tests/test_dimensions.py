@@ -249,3 +249,23 @@ def test_a_generic_corpus_with_valence_and_arousal_columns(clinic_corpus, tmp_pa
     write(rows)
     with pytest.raises(CorpusFormatError, match=r"has column\(s\) \['valence'\] but not \['arousal'\]"):
         TaskSpec.from_folder("clinic", folder)
+
+
+def test_joint_training_beside_a_task_without_valence_and_arousal(tiny_checkpoints, sample_corpus, prepared_data,
+                                                                tmp_path):
+    from conftest import continual_arguments
+
+    from kemdy_adapters.continual import ContinualRun
+
+    # kemdy20's inputs without their targets stand for a corpus that has no valence/arousal
+    data = {"kemdy19": prepared_data["kemdy19"],
+            "kemdy20": {name: split.remove_columns("dimension_targets")
+                        for name, split in prepared_data["kemdy20"].items()}}
+    model_args, data_args, args = continual_arguments(tiny_checkpoints, sample_corpus, tmp_path, "--strategy", "joint",
+                                                      "--tasks", "kemdy19", "kemdy20", "--dimension_weight", "1.0",
+                                                      "--num_train_epochs", "1")
+    results = ContinualRun(model_args, data_args, args, data=data).run()
+    assert results["dimensions"] == {"kemdy19": ["valence", "arousal"], "kemdy20": []}
+    assert "valence_ccc" in results["matrix"]  # kemdy19 could be scored, though the shared head has none
+    assert results["matrix"]["valence_ccc"][0] == [None, None]  # no dimensions every task has: none learned
+    assert results["matrix"]["macro_f1"][0][0] is not None
