@@ -109,9 +109,10 @@ def floors_table(results: dict) -> list[str]:
     return lines
 
 
-def _has_dimensions(results: dict) -> bool:
-    return any("valence_ccc" in scores for data in results["strategies"].values()
-               for per_task in data["final"].values() for scores in per_task.values())
+def dimensional_strategies(results: dict) -> list[str]:
+    """The strategies whose cells scored valence and arousal (their tasks learned them)."""
+    return [name for name, data in results["strategies"].items()
+            if any("valence_ccc" in scores for per_task in data["final"].values() for scores in per_task.values())]
 
 
 def dimension_floor(results: dict, task: str, kind: str, metric: str) -> dict | None:
@@ -120,11 +121,9 @@ def dimension_floor(results: dict, task: str, kind: str, metric: str) -> dict | 
 
 def dimensions_section(results: dict) -> list[str]:
     """Valence and arousal: CCC after the sequence with its floors, r and RMSE, and forgetting in CCC."""
-    if not _has_dimensions(results):
+    strategies = dimensional_strategies(results)
+    if not strategies:
         return []
-    strategies = [s for s in results["strategies"] if any(
-        "valence_ccc" in scores for per_task in results["strategies"][s]["final"].values()
-        for scores in per_task.values())]
     model = (results.get("config") or {}).get("model") or {}
     floors = [("training_mean", "training mean"), ("linear", "linear baseline")]
     lines = ["## Valence and arousal", "",
@@ -210,7 +209,7 @@ def render_markdown(results: dict) -> str:
         lines.append(f"| {strategy} | {data['trainable_parameters']:,} | {data['export_bytes'] / 1e6:.2f} MB | "
                      f"{data['train_seconds']:.0f} s |")
     lines += [""] + comparison_table(results) + findings(results) + agnostic_table(results)
-    charts = "forgetting chart, valence/arousal chart" if _has_dimensions(results) else "forgetting chart"
+    charts = "forgetting chart, valence/arousal chart" if dimensional_strategies(results) else "forgetting chart"
     lines += [f"Figures: `figures/` (confusion matrices, {charts}, score-matrix heatmaps). "
               "Per-cell details: `runs/<strategy>/fold<k>/<order>/`."]
     return "\n".join(lines) + "\n"
@@ -450,10 +449,8 @@ def write_figures(results: dict, folder: Path, confusions: dict) -> list[Path]:
         written.append(_save(figure, "Forgetting: each corpus learned first, before and after the second corpus",
                              folder / "forgetting.png"))
 
-    if _has_dimensions(results):
-        with_dimensions = [s for s in strategies if any(
-            "valence_ccc" in scores for per_task in results["strategies"][s]["final"].values()
-            for scores in per_task.values())]
+    with_dimensions = dimensional_strategies(results)
+    if with_dimensions:
         figure, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
         for axis, dimension in zip(axes[0], ("valence", "arousal")):
             metric = f"{dimension}_ccc"

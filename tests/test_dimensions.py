@@ -211,22 +211,19 @@ def test_generated_valence_follows_the_words_and_arousal_the_voice(sample_corpus
 
 
 def test_a_generic_corpus_with_valence_and_arousal_columns(clinic_corpus, tmp_path, tiny_checkpoints):
-    import csv
     import shutil
+
+    from test_tasks import rows_of, write_rows
 
     from kemdy_adapters.corpus import CorpusFormatError
     from kemdy_adapters.data import MultimodalProcessor, load_task_splits
     from kemdy_adapters.tasks import TaskSpec
 
     folder = shutil.copytree(clinic_corpus, tmp_path / "clinic")
-    with open(folder / "metadata.csv", newline="", encoding="utf-8") as stream:
-        rows = list(csv.DictReader(stream))
+    rows = rows_of(folder)
 
     def write(rows):
-        with open(folder / "metadata.csv", "w", newline="", encoding="utf-8") as stream:
-            writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_rows(folder, rows)
 
     assert TaskSpec.from_folder("clinic", folder).dimensions == ()  # no columns: no dimensions
     for i, row in enumerate(rows):
