@@ -57,6 +57,13 @@ def egemaps(arrays: list[np.ndarray], keys: list[tuple], sampling_rate: int = 16
     return np.stack(rows)
 
 
+def floor_inputs(splits: dict, crop_seconds: float, where: str) -> dict:
+    """What every floor reads of each split (`splits`: train/validation/test datasets with `id, label, text,
+    audio` and optionally `valence, arousal`), the audio decoded and its eGeMAPS computed once."""
+    crop = int(crop_seconds * 16000)
+    return {name: _split_inputs(split, crop, where) for name, split in splits.items()}
+
+
 def _split_inputs(split, crop_samples: int, where: str) -> dict:
     audio = [np.asarray(decode_audio(row)["array"], dtype=np.float32)[:crop_samples] for row in split["audio"]]
     return {
@@ -91,16 +98,13 @@ def _fuse(audio: np.ndarray, text: np.ndarray, has_text: np.ndarray, weight: flo
     return np.where(has_text[:, None], (1 - weight) * audio + weight * text, audio)
 
 
-def floor_scores(splits: dict, num_labels: int, crop_seconds: float, where: str, seed: int = 0) -> dict:
-    """Test-set scores of every floor for one task and fold (`splits`: train/validation/test datasets with
-    `id, label, text, audio`)."""
+def floor_scores(data: dict, num_labels: int, seed: int = 0) -> dict:
+    """Test-set scores of every floor for one task and fold (`data`: `floor_inputs` of its splits)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    crop = int(crop_seconds * 16000)
-    data = {name: _split_inputs(split, crop, where) for name, split in splits.items()}
     train, validation, test = data["train"], data["validation"], data["test"]
     references = test["labels"]
     scores = {}
@@ -142,16 +146,14 @@ def floor_scores(splits: dict, num_labels: int, crop_seconds: float, where: str,
     return {name: ({metric: value[metric] for metric in METRICS} if value else None) for name, value in scores.items()}
 
 
-def dimension_floor_scores(splits: dict, crop_seconds: float, where: str) -> dict | None:
-    """Test-set valence/arousal scores (`dimension_scores`) of the dimensional floors for one task and fold; None
-    when the task's data has no valence/arousal."""
+def dimension_floor_scores(data: dict) -> dict | None:
+    """Test-set valence/arousal scores (`dimension_scores`) of the dimensional floors for one task and fold
+    (`data`: `floor_inputs` of its splits); None when the task's data has no valence/arousal."""
     from scipy.sparse import csr_matrix, hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import Ridge
     from sklearn.preprocessing import StandardScaler
 
-    crop = int(crop_seconds * 16000)
-    data = {name: _split_inputs(split, crop, where) for name, split in splits.items()}
     if any(part["dimensions"] is None for part in data.values()):
         return None
     train, validation, test = data["train"], data["validation"], data["test"]

@@ -243,7 +243,7 @@ class Benchmark:
 
     def run_floors(self, fold: int) -> dict:
         """The floors of every task's test set in `fold` (floors/fold<k>.json; computed once)."""
-        from .baselines import dimension_floor_scores, floor_scores
+        from .baselines import dimension_floor_scores, floor_inputs, floor_scores
         from .tasks import task_splits
 
         path = self.layout.floors(fold)
@@ -257,11 +257,10 @@ class Benchmark:
         for task, spec in self._specs().items():
             dataset = spec.load(cache_dir=self.data_args.dataset_cache_dir)
             splits = task_splits(dataset, fold, n_folds=self.data_args.n_folds, fold_seed=self.data_args.fold_seed)
-            floors[task] = floor_scores(splits, len(spec.labels), self.data_args.max_speech_seconds,
-                                        where=spec.location or task, seed=fold)
+            inputs = floor_inputs(splits, self.data_args.max_speech_seconds, where=spec.location or task)
+            floors[task] = floor_scores(inputs, len(spec.labels), seed=fold)
             if task in dimensional:  # valence/arousal floors, for the tasks that learn them
-                floors[task]["dimensions"] = dimension_floor_scores(splits, self.data_args.max_speech_seconds,
-                                                                    where=spec.location or task)
+                floors[task]["dimensions"] = dimension_floor_scores(inputs)
         if self.args.should_save:
             write_json(path, floors)
         return floors
