@@ -50,8 +50,10 @@ def _summarise(corpus: str, dataset) -> str:
     hours = sum(dataset["duration"]) / 3600
     import numpy as np
 
+    from .metrics import DIMENSIONS
+
     dimensions = ", ".join(f"{name} {np.mean(dataset[name]):.2f} ± {np.std(dataset[name]):.2f}"
-                           for name in ("valence", "arousal"))
+                           for name in DIMENSIONS)
     return (f"{corpus}: {len(dataset)} segments, {len(sessions)} sessions ({sessions[0]}..{sessions[-1]}), "
             f"{hours * 60:.1f} min of audio, labels {dict(counts.most_common())}, {dimensions} (1-5, mean ± sd)")
 

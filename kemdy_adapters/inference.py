@@ -24,6 +24,7 @@ import torch
 from .corpus import clean_transcript, read_transcript
 from .data import MultimodalCollator, MultimodalProcessor
 from .export import TaskExportError, model_settings, read_task_config
+from .hf_dataset import SAMPLING_RATE
 from .hub import resolve_task
 from .modeling import MultimodalEmotionModel
 from .precision import autocast, cast_linear_weights, resolve_precision, torch_dtype
@@ -31,7 +32,6 @@ from .routing import DEFAULT_KIND, Router, load_statistics
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_RATE = 16000
 MIN_SECONDS = 0.1
 SILENCE_PEAK = 1e-4  # -80 dBFS: nothing but digital silence or dither
 TRANSCRIPT_ENCODINGS = ("utf-8", "cp949")

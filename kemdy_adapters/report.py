@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from .metrics import DIMENSIONS
 from .strategies import get_strategy
 
 METRIC_NAMES = {"weighted_f1": "weighted F1", "macro_f1": "macro F1", "uar": "UAR", "accuracy": "accuracy"}
@@ -134,7 +136,7 @@ def dimensions_section(results: dict) -> list[str]:
              "1-5 scale, on each fold's test sessions, after the task was learned first and every other task after "
              "it (task_a: alone). Floors: the training mean as a constant prediction (CCC 0) and ridge regression on "
              "the eGeMAPS + TF-IDF features (`baselines.py`).", ""]
-    for dimension in ("valence", "arousal"):
+    for dimension in DIMENSIONS:
         metric = f"{dimension}_ccc"
         lines += [f"### {dimension} CCC", "",
                   "| task | " + " | ".join(strategies + [f"*{name}*" for _, name in floors]) + " |",
@@ -147,22 +149,18 @@ def dimensions_section(results: dict) -> list[str]:
     lines += ["### Pearson r and RMSE (means)", "",
               "| task | strategy | valence r | valence RMSE | arousal r | arousal RMSE |", "|---|---|---|---|---|---|"]
     for task in results["tasks"]:
-        for strategy in strategies + [f"*{name}*" for _, name in floors]:
-            if strategy.startswith("*"):
-                kind = next(kind for kind, name in floors if f"*{name}*" == strategy)
-                values = [dimension_floor(results, task, kind, f"{d}_{m}") for d in ("valence", "arousal")
-                          for m in ("pearson", "rmse")]
-            else:
-                values = [retained(results, strategy, task, f"{d}_{m}") for d in ("valence", "arousal")
-                          for m in ("pearson", "rmse")]
-            lines.append(f"| {task.upper()} | {strategy} | " + " | ".join(
+        sources = [(strategy, partial(retained, results, strategy, task)) for strategy in strategies]
+        sources += [(f"*{name}*", partial(dimension_floor, results, task, kind)) for kind, name in floors]
+        for label, score in sources:
+            values = [score(f"{dimension}_{kind}") for dimension in DIMENSIONS for kind in ("pearson", "rmse")]
+            lines.append(f"| {task.upper()} | {label} | " + " | ".join(
                 "-" if not v else f"{v['mean']:.3f}" for v in values) + " |")
     lines += ["", "### Forgetting in CCC", "",
               "Score right after learning a task minus its score after the last task (as above, in CCC).", "",
               "| strategy | forgetting valence CCC | forgetting arousal CCC |", "|---|---|---|"]
     for strategy in strategies:
         data = results["strategies"][strategy]["forgetting"]
-        cells = [format_score(data.get(f"{dimension}_ccc")) for dimension in ("valence", "arousal")]
+        cells = [format_score(data.get(f"{dimension}_ccc")) for dimension in DIMENSIONS]
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -452,7 +450,7 @@ def write_figures(results: dict, folder: Path, confusions: dict) -> list[Path]:
     with_dimensions = dimensional_strategies(results)
     if with_dimensions:
         figure, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
-        for axis, dimension in zip(axes[0], ("valence", "arousal")):
+        for axis, dimension in zip(axes[0], DIMENSIONS):
             metric = f"{dimension}_ccc"
             width = 0.8 / len(tasks)
             for t, task in enumerate(tasks):

@@ -36,6 +36,7 @@ import datasets
 from .configuration import check_task_name
 from .corpus import CORPORA, EMOTIONS, CorpusFormatError
 from .hf_dataset import SCRIPTS_SUPPORTED, audio_feature, corpus_fingerprint, encode_audio, load_kemdy
+from .metrics import DIMENSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ LABELS_FILE = "labels.txt"
 GROUP_COLUMNS = ("session", "speaker")
 SPLITS = ("train", "validation", "test")
 BOTH = ("speech", "text")
-DIMENSIONS = ("valence", "arousal")
 
 
 @dataclass(frozen=True)
