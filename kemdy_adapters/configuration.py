@@ -13,6 +13,7 @@ ADAPTER_METHODS = ("houlsby", "lora")
 MODALITIES = ("speech", "text")
 ADAPTER_INITS = ("bert", "houlsby", "reference")
 DIMENSION_LOSSES = ("mse", "ccc")
+TEXT_POOLINGS = ("cls", "mean")
 
 
 def _sub_config(value: Any, default_type: type[PretrainedConfig]) -> PretrainedConfig:
@@ -72,6 +73,8 @@ class MultimodalEmotionConfig(PretrainedConfig):
             `"ccc"` (1 - the batch's concordance correlation coefficient, per dimension).
         dimension_weight: Its weight beside the cross-entropy (the task loss is CE + weight x mean over the
             dimensions); only tasks with `dimensions` have one.
+        text_pooling: The text vector: `"cls"` (BERT's pooler over [CLS], as the reference method) or `"mean"`
+            (the mean of the last layer over the real tokens).
     """
 
     model_type = "kemdy_multimodal_emotion"
@@ -97,6 +100,7 @@ class MultimodalEmotionConfig(PretrainedConfig):
         task_layer_norms: bool = False,
         dimension_loss: str = "mse",
         dimension_weight: float = 1.0,
+        text_pooling: str = "cls",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -133,6 +137,9 @@ class MultimodalEmotionConfig(PretrainedConfig):
             raise ValueError(f"dimension_loss must be one of {DIMENSION_LOSSES}, got {dimension_loss!r}")
         self.dimension_loss = dimension_loss
         self.dimension_weight = float(dimension_weight)
+        if text_pooling not in TEXT_POOLINGS:
+            raise ValueError(f"text_pooling must be one of {TEXT_POOLINGS}, got {text_pooling!r}")
+        self.text_pooling = text_pooling
 
 
 RESERVED_TASK_NAMES = ("base", "logs")

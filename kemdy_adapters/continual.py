@@ -70,6 +70,7 @@ def build_model(model_args: ModelArguments, strategy: Strategy | str) -> Multimo
         task_layer_norms=model_args.task_layer_norms,
         dimension_loss=model_args.dimension_loss,
         dimension_weight=model_args.dimension_weight,
+        text_pooling=model_args.text_pooling,
     )
 
 

@@ -1,6 +1,6 @@
 """`MultimodalEmotionModel`: BERT + Wav2Vec2 with per-task adapters (through `adapters`) and per-task heads.
 
-text:   BERT -> pooled [CLS]                                                         (B, H_text)
+text:   BERT -> pooled [CLS] (or, text_pooling="mean", the mean over real tokens)      (B, H_text)
 speech: frozen conv feature encoder -> Wav2Vec2 transformer -> task projector -> mean over real frames  (B, 256)
 fusion: concat -> dropout -> task classifier                                          (B, num_labels)
 
@@ -264,6 +264,8 @@ class MultimodalEmotionModel(PreTrainedModel):
         self.speech_encoder = speech_encoder or Wav2Vec2Model(copy.deepcopy(config.speech_config))
         if self.speech_encoder.config.add_adapter:
             raise ValueError("Wav2Vec2 configs with add_adapter=True (its own CTC adapter) are not supported")
+        if config.text_pooling == "mean":
+            self.text_encoder.pooler = None  # unused: so no parameter of the model goes without a gradient
         self.speech_encoder.freeze_feature_encoder()
         self.speech_encoder.config.layerdrop = config.speech_layerdrop
         adapters.init(self.text_encoder)
@@ -527,9 +529,15 @@ class MultimodalEmotionModel(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """BERT's pooled [CLS] (B, H_text) with the active adapters."""
-        return self.text_encoder(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).pooler_output
+        """The text vector (B, H_text) with the active adapters: BERT's pooled [CLS], or with `text_pooling`
+        `"mean"` the last layer's mean over the real tokens."""
+        output = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        if self.config.text_pooling == "cls":
+            return output.pooler_output
+        hidden = output.last_hidden_state
+        weights = (torch.ones_like(input_ids) if attention_mask is None else attention_mask).unsqueeze(-1)
+        weights = weights.to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
     @_inactive_adapters_expected
     def encode_speech(

@@ -49,6 +49,9 @@ class ModelArguments:
                                        "also learn them, this weight x the dimension loss beside cross-entropy"})
     dimension_loss: str = field(
         default="mse", metadata={"help": "the valence/arousal loss: mse (on the 1-5 scale) or ccc (1 - CCC)"})
+    text_pooling: str = field(
+        default="cls", metadata={"help": "the text vector: cls (BERT's pooled [CLS], the reference's) or mean (the "
+                                         "last layer's mean over the real tokens)"})
 
 
 @dataclass

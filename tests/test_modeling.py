@@ -378,3 +378,31 @@ def test_the_inactive_adapters_warning_is_dropped_only_inside_this_models_own_me
     with caplog.at_level(logging.WARNING, logger="adapters.model_mixin"):
         other(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
     assert message in caplog.text
+
+
+def test_mean_text_pooling(base_checkpoints, tmp_path):
+    text, speech = base_checkpoints
+    model = MultimodalEmotionModel.from_encoders(str(text), str(speech), tasks={"kemdy19": None}, projector_size=16,
+                                                 text_pooling="mean")
+    assert model.text_encoder.pooler is None
+    inputs = batch()
+    model.eval()
+    with torch.no_grad():
+        pooled = model.encode_text(inputs["input_ids"], inputs["attention_mask"])
+        hidden = model.text_encoder(input_ids=inputs["input_ids"][1:2, :6]).last_hidden_state
+    # The mean over the real tokens: the padded second utterance gets the vector of its 6 tokens alone.
+    torch.testing.assert_close(pooled[1], hidden[0].mean(0), atol=1e-5, rtol=1e-4)
+    cls = MultimodalEmotionModel.from_encoders(str(text), str(speech), projector_size=16)
+    assert not torch.allclose(pooled, cls.encode_text(inputs["input_ids"], inputs["attention_mask"]))
+    # Full training: every trainable parameter gets a gradient (distributed training without unused-parameter
+    # detection needs it; the unused [CLS] pooler is gone).
+    model.train_task("kemdy19", full=True)
+    model(**inputs).loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    # The head was trained on mean-pooled text: a model pooling [CLS] refuses it.
+    model.save_task(tmp_path / "task", "kemdy19")
+    assert json.loads((tmp_path / "task" / "task_config.json").read_text())["text_pooling"] == "mean"
+    with pytest.raises(TaskExportError, match="text_pooling: task has 'mean', model has 'cls'"):
+        cls.load_task(tmp_path / "task")
+    with pytest.raises(ValueError, match="text_pooling must be one of"):
+        MultimodalEmotionConfig(text_pooling="max")
