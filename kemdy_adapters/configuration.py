@@ -13,7 +13,7 @@ ADAPTER_METHODS = ("houlsby", "lora")
 MODALITIES = ("speech", "text")
 ADAPTER_INITS = ("bert", "houlsby", "reference")
 DIMENSION_LOSSES = ("mse", "ccc")
-TEXT_POOLINGS = ("cls", "mean")
+TEXT_POOLINGS = ("cls", "mean", "cls_mean")
 
 
 def _sub_config(value: Any, default_type: type[PretrainedConfig]) -> PretrainedConfig:
@@ -73,8 +73,8 @@ class MultimodalEmotionConfig(PretrainedConfig):
             `"ccc"` (1 - the batch's concordance correlation coefficient, per dimension).
         dimension_weight: Its weight beside the cross-entropy (the task loss is CE + weight x mean over the
             dimensions); only tasks with `dimensions` have one.
-        text_pooling: The text vector: `"cls"` (BERT's pooler over [CLS], as the reference method) or `"mean"`
-            (the mean of the last layer over the real tokens).
+        text_pooling: The text vector: `"cls"` (BERT's pooler over [CLS], as the reference method), `"mean"`
+            (the mean of the last layer over the real tokens) or `"cls_mean"` (both, concatenated: twice as wide).
     """
 
     model_type = "kemdy_multimodal_emotion"

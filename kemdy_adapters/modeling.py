@@ -1,6 +1,6 @@
 """`MultimodalEmotionModel`: BERT + Wav2Vec2 with per-task adapters (through `adapters`) and per-task heads.
 
-text:   BERT -> pooled [CLS] (or, text_pooling="mean", the mean over real tokens)      (B, H_text)
+text:   BERT -> pooled [CLS] (text_pooling: or the mean over real tokens, or both)    (B, H_text or 2 H_text)
 speech: frozen conv feature encoder -> Wav2Vec2 transformer -> task projector -> mean over real frames  (B, 256)
 fusion: concat -> dropout -> task classifier                                          (B, num_labels)
 
@@ -381,7 +381,7 @@ class MultimodalEmotionModel(PreTrainedModel):
                 for layer, attribute in self._adapted_layer_norms():
                     getattr(layer, attribute).add(name)
         self.heads[name] = TaskHead(
-            text_size=self.config.text_config.hidden_size,
+            text_size=self.text_size,
             speech_size=self.config.speech_config.hidden_size,
             projector_size=self.config.projector_size,
             num_labels=len(spec["labels"]),
@@ -529,15 +529,22 @@ class MultimodalEmotionModel(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The text vector (B, H_text) with the active adapters: BERT's pooled [CLS], or with `text_pooling`
-        `"mean"` the last layer's mean over the real tokens."""
+        """The text vector (B, `text_size`) with the active adapters: BERT's pooled [CLS], or with `text_pooling`
+        `"mean"` the last layer's mean over the real tokens, or `"cls_mean"` both concatenated."""
         output = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         if self.config.text_pooling == "cls":
             return output.pooler_output
         hidden = output.last_hidden_state
         weights = (torch.ones_like(input_ids) if attention_mask is None else attention_mask).unsqueeze(-1)
         weights = weights.to(hidden.dtype)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return mean if self.config.text_pooling == "mean" else torch.cat([output.pooler_output, mean], dim=-1)
+
+    @property
+    def text_size(self) -> int:
+        """The width of the text vector (`encode_text`)."""
+        hidden = self.config.text_config.hidden_size
+        return 2 * hidden if self.config.text_pooling == "cls_mean" else hidden
 
     @_inactive_adapters_expected
     def encode_speech(

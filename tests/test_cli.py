@@ -70,6 +70,17 @@ def test_demo_command_defaults_are_the_demos_own():
     assert build_parser().parse_args(["demo"]).epochs == DEMO_EPOCHS
 
 
+def test_demo_arguments_carry_the_demos_recipe(tmp_path):
+    from kemdy_adapters.benchmark import parse_benchmark_arguments
+    from kemdy_adapters.demo import DEMO_DIMENSIONS, DEMO_RECIPE, demo_arguments
+
+    _, model_args, _, args = parse_benchmark_arguments(
+        demo_arguments(tmp_path, "text", "speech", tmp_path / "corpus", [0, 1], 9, 0))
+    settings = {**vars(model_args), **vars(args)}
+    assert {key: settings[key] for key in {**DEMO_DIMENSIONS, **DEMO_RECIPE}} == {**DEMO_DIMENSIONS, **DEMO_RECIPE}
+    assert args.metric_for_best_model == DEMO_RECIPE["selection_metric"] and args.num_train_epochs == 9
+
+
 def test_demo_on_a_folder_without_both_corpora_fails_cleanly(tmp_path, capsys):
     (tmp_path / "KEMDy19").mkdir()
     assert main(["demo", "--output", str(tmp_path / "demo"), "--corpus", str(tmp_path)]) == 2

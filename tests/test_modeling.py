@@ -393,7 +393,15 @@ def test_mean_text_pooling(base_checkpoints, tmp_path):
     # The mean over the real tokens: the padded second utterance gets the vector of its 6 tokens alone.
     torch.testing.assert_close(pooled[1], hidden[0].mean(0), atol=1e-5, rtol=1e-4)
     cls = MultimodalEmotionModel.from_encoders(str(text), str(speech), projector_size=16)
-    assert not torch.allclose(pooled, cls.encode_text(inputs["input_ids"], inputs["attention_mask"]))
+    with torch.no_grad():
+        cls_pooled = cls.encode_text(inputs["input_ids"], inputs["attention_mask"])
+    assert not torch.allclose(pooled, cls_pooled)
+    both = MultimodalEmotionModel.from_encoders(str(text), str(speech), tasks={"kemdy19": None}, projector_size=16,
+                                                text_pooling="cls_mean")
+    with torch.no_grad():
+        torch.testing.assert_close(both.encode_text(inputs["input_ids"], inputs["attention_mask"]),
+                                   torch.cat([cls_pooled, pooled], dim=-1))
+    assert both.heads["kemdy19"].classifier.in_features == 2 * model.text_size + 16
     # Full training: every trainable parameter gets a gradient (distributed training without unused-parameter
     # detection needs it; the unused [CLS] pooler is gone).
     model.train_task("kemdy19", full=True)
