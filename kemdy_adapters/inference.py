@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,16 @@ def quantize_int8(model: MultimodalEmotionModel) -> MultimodalEmotionModel:
 
     model.eval()
     _unwrap_idle_lora_layers(model)
-    quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    with warnings.catch_warnings(record=True) as caught:
+        # torch 2.13 deprecates the quantized tensor types that quantize_dynamic itself creates: nothing a user of
+        # `--int8` can act on, so it goes to the log rather than the console.
+        warnings.filterwarnings("always", message=".*quantized tensor creation functions.*", category=UserWarning)
+        quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    for warning in caught:
+        if "quantized tensor creation functions" in str(warning.message):
+            logger.info("int8 quantisation: %s", warning.message)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return model
 
 
