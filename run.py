@@ -36,6 +36,16 @@ DATASETS_NEXT = "datasets==5.0.1"
 VENV_NEXT = ROOT / ".venv-datasets5"
 NEXT_TESTS = ["tests/test_loading_scripts.py", "tests/test_tasks.py", "tests/test_features.py",
               "tests/test_docs.py::test_docstring_example_runs"]
+# The suite's longest file (about 4 minutes of fault injection) goes first, so that the other process is not
+# left idle at the end.
+FIRST_TESTS = ["tests/test_faults.py"]
+
+
+def parallel() -> list[str]:
+    """pytest-xdist flags: one test process per core (at most 4), each test file in one process so that its module
+    fixtures are built once (`tests/conftest.py` gives each process one thread)."""
+    workers = max(1, min(4, os.cpu_count() or 1))
+    return ["-n", str(workers), "--dist", "loadfile"] if workers > 1 else []
 
 
 def say(message: str) -> None:
@@ -132,11 +142,11 @@ def main(argv: list[str]) -> int:
         ensure_venv(with_tests=True)
         if rest:
             return run([PYTHON, "-m", "pytest", *rest])
-        say("running the test suite")
-        code = run([PYTHON, "-m", "pytest", "tests"])
+        say(f"running the test suite ({' '.join(parallel()) or 'one process'})")
+        code = run([PYTHON, "-m", "pytest", *parallel(), *FIRST_TESTS, "tests"])
         python = ensure_next_datasets()
         say(f"running the tests that touch `datasets` again under {DATASETS_NEXT} (no loading scripts there)")
-        return run([python, "-m", "pytest", *NEXT_TESTS]) or code
+        return run([python, "-m", "pytest", *parallel(), *NEXT_TESTS]) or code
     print(f"[run.py] unknown job {job!r}; expected demo, test or install", file=sys.stderr)
     return 2
 
