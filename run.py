@@ -36,9 +36,6 @@ DATASETS_NEXT = "datasets==5.0.1"
 VENV_NEXT = ROOT / ".venv-datasets5"
 NEXT_TESTS = ["tests/test_loading_scripts.py", "tests/test_tasks.py", "tests/test_features.py",
               "tests/test_docs.py::test_docstring_example_runs"]
-# The suite's longest file (about 4 minutes of fault injection) goes first, so that the other process is not
-# left idle at the end.
-FIRST_TESTS = ["tests/test_faults.py"]
 
 
 def parallel() -> list[str]:
@@ -143,10 +140,10 @@ def main(argv: list[str]) -> int:
         if rest:
             return run([PYTHON, "-m", "pytest", *rest])
         say(f"running the test suite ({' '.join(parallel()) or 'one process'})")
-        code = run([PYTHON, "-m", "pytest", *parallel(), *FIRST_TESTS, "tests"])
+        code = run([PYTHON, "-m", "pytest", *parallel(), "tests"])
         python = ensure_next_datasets()
         say(f"running the tests that touch `datasets` again under {DATASETS_NEXT} (no loading scripts there)")
-        return run([python, "-m", "pytest", *parallel(), *NEXT_TESTS]) or code
+        return run([python, "-m", "pytest", *NEXT_TESTS]) or code
     print(f"[run.py] unknown job {job!r}; expected demo, test or install", file=sys.stderr)
     return 2
 
