@@ -230,7 +230,7 @@ REFERENCE_SETTINGS = {
     ("model", "task_layer_norms"): (True, "task-specific layer norms"),
     ("model", "projector_size"): (256, "speech projector size"),
     ("model", "dropout"): (0.1, "dropout before the classifier"),
-    ("model", "text_pooling"): ("cls", "text vector (cls: BERT's pooled [CLS]; mean: the mean over the tokens)"),
+    ("model", "text_pooling"): ("cls", "text vector (`text_pooling`; cls: BERT's pooled [CLS])"),
     ("data", "max_text_length"): (256, "text tokens"),
     ("data", "max_speech_seconds"): (5.0, "speech crop (s)"),
     ("data", "n_folds"): (5, "session folds"),

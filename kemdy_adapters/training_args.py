@@ -50,8 +50,8 @@ class ModelArguments:
     dimension_loss: str = field(
         default="mse", metadata={"help": "the valence/arousal loss: mse (on the 1-5 scale) or ccc (1 - CCC)"})
     text_pooling: str = field(
-        default="cls", metadata={"help": "the text vector: cls (BERT's pooled [CLS], the reference's) or mean (the "
-                                         "last layer's mean over the real tokens)"})
+        default="cls", metadata={"help": "the text vector: cls (BERT's pooled [CLS], the reference's), mean (the "
+                                         "last layer's mean over the real tokens) or cls_mean (both)"})
 
 
 @dataclass
