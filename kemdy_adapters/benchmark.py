@@ -25,7 +25,7 @@ import numpy as np
 from .baselines import DIMENSION_FLOORS, FLOORS
 from .continual import ContinualRun, load_fold, make_processor
 from .layout import BenchmarkLayout
-from .metrics import DIMENSION_METRICS, METRICS
+from .metrics import DIMENSION_METRICS, METRICS, task_forgetting
 from .report import format_settings
 from .statistics import paired, summarize
 from .storage import RunLock, ensure_writable, read_json, write_json
@@ -42,6 +42,10 @@ from .tuning import CRITERION_METRIC, criterion, parse_grid, strategy_grid, tria
 from .tuning import RULE as TUNING_RULE
 
 logger = logging.getLogger(__name__)
+
+ENCODER_KEYS = ("text_model", "speech_model")
+"""Model settings that neither a strategy override nor a tuning grid may vary: every cell of a benchmark reads the
+same prepared inputs (tokens and speech features), which the encoders decide."""
 
 PUBLISHED = {
     "description": (
@@ -73,7 +77,9 @@ class BenchmarkArguments:
     )
     strategy_overrides: str = field(
         default=None,
-        metadata={"help": 'per-strategy TrainingArguments as JSON, e.g. {"adapter": {"learning_rate": 1e-4}}'},
+        metadata={"help": 'per-strategy training or model settings as JSON, e.g. {"adapter": {"learning_rate": '
+                          '1e-4, "text_pooling": "cls"}} (any TrainingArguments or ModelArguments field but the '
+                          'encoders)'},
     )
     seeds: list[int] = field(
         default=None,
@@ -82,7 +88,8 @@ class BenchmarkArguments:
     tuning_grid: str = field(
         default=None,
         metadata={"help": 'one grid for every strategy, as JSON, e.g. {"learning_rate": [1e-3, 1e-2], "ewc_lambda": '
-                          '[1e3, 1e4]} (keys apply to the strategies that use them; see tuning.py for the rule)'})
+                          '[1e3, 1e4]}: training or model settings (e.g. text_pooling); keys apply to the '
+                          'strategies that use them; see tuning.py for the rule'})
     tuning_trials: int = field(
         default=None, metadata={"help": "trials per strategy (default: the smallest grid among the strategies)"})
     tuning_orders: list[str] = field(
@@ -218,18 +225,23 @@ class Benchmark:
         if not get_strategy(cell.strategy).receives:
             args.from_tasks = []  # received tasks join only the strategies that keep them untouched
         args.output_dir = str(output_dir or self.cell_layout(cell).root)
+        model_args = copy.deepcopy(self.model_args)
         settings = {**self.bench.strategy_overrides.get(cell.strategy, {}), **(overrides or {})}
         for key, value in settings.items():
-            if not hasattr(args, key):
+            if key in ENCODER_KEYS:
+                raise ValueError(f"{cell.strategy}: {key!r} cannot vary between runs of one benchmark (every "
+                                 "strategy reads the same prepared inputs); run a benchmark per encoder instead")
+            target = model_args if hasattr(model_args, key) else args
+            if not hasattr(target, key):
                 raise ValueError(f"strategy_overrides[{cell.strategy!r}] sets unknown argument {key!r}")
-            setattr(args, key, value)
+            setattr(target, key, value)
         data_args = copy.deepcopy(self.data_args)
         data_args.fold = cell.fold
-        return data_args, args
+        return model_args, data_args, args
 
     def run_cell(self, cell: Cell, output_dir: Path | None = None, overrides: dict | None = None) -> dict:
-        data_args, args = self._cell_args(cell, output_dir, overrides)
-        return ContinualRun(self.model_args, data_args, args, data=self._fold_data(cell.fold),
+        model_args, data_args, args = self._cell_args(cell, output_dir, overrides)
+        return ContinualRun(model_args, data_args, args, data=self._fold_data(cell.fold),
                             callbacks=self.callbacks).run()
 
     def chosen_settings(self, strategy: str) -> dict:
@@ -499,10 +511,24 @@ def aggregate_strategy(strategy: str, cells: list[dict], orders: list[list[str]]
         "export_bytes": max(cell["export_bytes"] for cell in cells),
         "train_seconds": float(sum(cell["train_seconds"] for cell in cells)),
     }
+    if not alone:
+        aggregated["forgetting_by_task"] = forgetting_by_task(cells, metrics)
     agnostic = aggregate_agnostic([cell for cell in cells if cell.get("task_agnostic")])
     if agnostic:
         aggregated["task_agnostic"] = agnostic
     return aggregated
+
+
+def forgetting_by_task(cells: list[dict], metrics) -> dict:
+    """Each task's forgetting (right after learning it minus after the last task) over the cells where another task
+    was learned after it: the average over tasks can hide one task forgotten behind another that gained."""
+    drops: dict[str, dict[str, list]] = {}
+    for cell in cells:
+        for metric in metrics:
+            for task, drop in zip(cell["order"], task_forgetting(cell["matrix"][metric])):
+                drops.setdefault(task, {}).setdefault(metric, []).append(drop)
+    return {task: {metric: summarize(values) for metric, values in per_metric.items()}
+            for task, per_metric in drops.items()}
 
 
 def aggregate_agnostic(cells: list[dict]) -> dict | None:

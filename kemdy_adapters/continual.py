@@ -26,7 +26,7 @@ from transformers import set_seed
 from .console import EpochStatus
 from .data import CorpusFold, MultimodalCollator, MultimodalProcessor, load_task_splits
 from .ewc import EWCState, consolidate, estimate_fisher
-from .export import read_task_config, seal_task
+from .export import ADAPTER_SETTINGS, HEAD_SETTINGS, read_task_config, seal_task
 from .features import feature_encoder_digest, with_speech_features
 from .hub import resolve_task as resolve_task_location
 from .layout import RunLayout
@@ -46,7 +46,8 @@ logger = logging.getLogger(__name__)
 
 RUN_SETTINGS = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "weight_decay", "ewc_lambda",
                 "ewc_gamma", "lwf_alpha", "lwf_temperature")
-"""The training settings run.json records (what tuning may have chosen)."""
+"""The training settings run.json records (what tuning may have chosen), with the model's own (ADAPTER_SETTINGS and
+HEAD_SETTINGS of export.py)."""
 JOINT_STEP = "_joint"
 """The run folder's step name of a joint strategy (it trains once, on every task)."""
 
@@ -299,7 +300,8 @@ class ContinualRun:
             write_json(self.layout.run_json, {
                 "strategy": self.strategy.name, "order": self.order, "fold": self.data_args.fold,
                 "seed": self.args.seed, "received": [_public(task) for task in self.received],
-                "settings": {key: getattr(self.args, key) for key in RUN_SETTINGS},
+                "settings": {**{key: getattr(self.args, key) for key in RUN_SETTINGS},
+                             **{key: getattr(self.model_args, key) for key in (*ADAPTER_SETTINGS, *HEAD_SETTINGS)}},
                 "precision": {"train": training_precision(self.args),
                               "inference": resolve_precision(self.args.inference_precision, self.args.device)}})
         if self.strategy.joint:

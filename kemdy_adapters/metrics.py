@@ -98,15 +98,20 @@ def matrix_summary(matrix: list[list[float | None]], sequential: bool = True) ->
         own = [matrix[j][j] for j in range(size) if _defined(matrix[j][j])]
         return {"average": float(np.mean(own)) if own else None, "bwt": None, "forgetting": None}
     last = [value for value in matrix[-1] if _defined(value)]
-    drops = [
-        matrix[j][j] - matrix[-1][j] for j in range(size - 1) if _defined(matrix[j][j]) and _defined(matrix[-1][j])
-    ]
+    drops = [drop for drop in task_forgetting(matrix) if drop is not None]
     forgetting = float(np.mean(drops)) if drops else None
     return {
         "average": float(np.mean(last)) if last else None,
         "bwt": 0.0 - forgetting if forgetting is not None else None,
         "forgetting": forgetting,
     }
+
+
+def task_forgetting(matrix: list[list[float | None]]) -> list[float | None]:
+    """Forgetting of each task learned before the last: its score right after it was learned minus its score
+    after the last task (None where either is undefined)."""
+    return [matrix[j][j] - matrix[-1][j] if _defined(matrix[j][j]) and _defined(matrix[-1][j]) else None
+            for j in range(len(matrix) - 1)]
 
 
 def split_predictions(predictions):

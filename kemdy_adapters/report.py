@@ -200,6 +200,7 @@ def render_markdown(results: dict) -> str:
         data = results["strategies"][strategy]
         values = [data["bwt"][m] for m in TABLE_METRICS] + [data["forgetting"][m] for m in TABLE_METRICS]
         lines.append(f"| {strategy} | " + " | ".join("-" if not v else f"{v['mean']:+.3f}" for v in values) + " |")
+    lines += task_forgetting_table(results)
     lines += ["", "## Cost", "", "| strategy | trainable parameters | shared bytes per task | training time |",
               "|---|---|---|---|"]
     for strategy in strategies:
@@ -333,6 +334,39 @@ def comparison_table(results: dict) -> list[str]:
     return lines + [""]
 
 
+def task_forgetting_table(results: dict) -> list[str]:
+    """Each task's forgetting with its interval: an average over tasks can hide a task forgotten in one order
+    behind another that gained in the other."""
+    rows = [(strategy, task, scores) for strategy, data in results["strategies"].items()
+            for task, scores in (data.get("forgetting_by_task") or {}).items()]
+    if not rows:
+        return []
+    lines = ["", "### Forgetting of each task", "",
+             "Score right after learning the task minus its score after the last task, over the cells in which "
+             "another task was learned after it: mean ± std [95 % CI] (positive: forgotten; negative: it gained).", "",
+             "| strategy | task | cells | " + " | ".join(f"forgetting {METRIC_NAMES[m]}" for m in TABLE_METRICS)
+             + " |",
+             "|---|---|---|" + "---|" * len(TABLE_METRICS)]
+    for strategy, task, scores in rows:
+        cells = max((score["n"] for score in scores.values() if score), default=0)
+        lines.append(f"| {strategy} | {task.upper()} | {cells} | "
+                     + " | ".join(format_score(scores.get(m)) for m in TABLE_METRICS) + " |")
+    return lines
+
+
+def interval_reading(summary: dict) -> str:
+    """Whether a forgetting's 95 % interval lies above 0, below it, or includes it."""
+    interval = summary.get("ci95")
+    if not interval:
+        return "one cell, no interval"
+    span = f"95 % CI {interval[0]:+.3f} to {interval[1]:+.3f}"
+    if interval[0] > 0:
+        return f"{span}: forgotten beyond the interval"
+    if interval[1] < 0:
+        return f"{span}: it gained beyond the interval"
+    return f"{span}: the interval includes 0"
+
+
 def findings(results: dict) -> list[str]:
     """Sentences generated from the numbers of results.json (nothing here is written by hand)."""
     lines = []
@@ -351,6 +385,11 @@ def findings(results: dict) -> list[str]:
             extra = f" (95 % CI {interval[0]:+.3f} to {interval[1]:+.3f})" if interval else ""
             lines.append(f"- `{strategy}` forgetting in macro F1: {forgetting['mean']:+.3f} on average over "
                          f"{forgetting['n']} cells{extra}.")
+            for task, scores in (data.get("forgetting_by_task") or {}).items():
+                if scores.get("macro_f1"):
+                    n = scores["macro_f1"]["n"]
+                    lines.append(f"  - of {task.upper()}: {scores['macro_f1']['mean']:+.3f} over {n} "
+                                 f"cell{'s' if n != 1 else ''} ({interval_reading(scores['macro_f1'])}).")
     return (["## Findings (generated from results.json)", "", *lines, ""]) if lines else []
 
 

@@ -2,9 +2,10 @@
 validation data only.
 
 The rule, in full:
-1. The grid (`--tuning_grid`) maps training arguments to the values to try. A key applies to the strategies that
-   use it: `ewc_lambda` (and `ewc_gamma`, `fisher_samples`) to the consolidating strategies, `lwf_alpha` and
-   `lwf_temperature` to the distilling ones, every other key (e.g. `learning_rate`) to all.
+1. The grid (`--tuning_grid`) maps training or model settings (not the encoders) to the values to try. A key
+   applies to the strategies that use it: `ewc_lambda` (and `ewc_gamma`, `fisher_samples`) to the consolidating
+   strategies, `lwf_alpha` and `lwf_temperature` to the distilling ones, every other key (e.g. `learning_rate`,
+   `text_pooling`) to all.
 2. Budget: every strategy gets the same number of trials, `--tuning_trials` (default: the smallest grid among
    the strategies run). A strategy whose grid is larger gets a seeded random sample of that many grid points
    (random search), a smaller grid all of its points.

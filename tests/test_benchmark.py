@@ -7,7 +7,7 @@ import json
 import pytest
 from test_continual import StopAt
 
-from kemdy_adapters.benchmark import Benchmark, parse_benchmark_arguments
+from kemdy_adapters.benchmark import Benchmark, Cell, parse_benchmark_arguments
 from kemdy_adapters.metrics import METRICS
 from kemdy_adapters.storage import write_json
 
@@ -20,7 +20,8 @@ def arguments(tiny_checkpoints, sample_corpus, hf_cache, output):
         "--output_dir", str(output), "--data_dir", str(sample_corpus), "--text_model", text, "--speech_model",
         speech, "--strategies", *STRATEGIES, "--folds", "0", "--num_train_epochs", "1", "--learning_rate", "1e-3",
         "--projector_size", "16", "--max_speech_seconds", "2", "--dataset_cache_dir", hf_cache, "--disable_tqdm",
-        "true", "--strategy_overrides", '{"adapter": {"learning_rate": 0.005}}', "--note", "a tiny test run",
+        "true", "--strategy_overrides", '{"adapter": {"learning_rate": 0.005, "text_pooling": "mean"}}', "--note",
+        "a tiny test run",
     ])
 
 
@@ -38,7 +39,8 @@ def test_results_json_contract(finished):
     assert results["tasks"] == ["kemdy19", "kemdy20"]
     assert results["progress"] == {"finished": 5, "total": 5}
     assert {"torch", "transformers", "adapters", "datasets", "device", "python"} <= set(results["environment"])
-    assert results["config"]["benchmark"]["strategy_overrides"] == {"adapter": {"learning_rate": 0.005}}
+    assert results["config"]["benchmark"]["strategy_overrides"] == {
+        "adapter": {"learning_rate": 0.005, "text_pooling": "mean"}}
     for strategy in results["strategies"].values():
         assert {"folds", "final", "bwt", "forgetting", "trainable_parameters", "export_bytes", "train_seconds"} <= set(
             strategy)
@@ -63,6 +65,13 @@ def test_results_json_contract(finished):
     assert adapter["trainable_parameters"] < results["strategies"]["finetune"]["trainable_parameters"]
     # final[order][task] is that task's score after the whole order (the last row of R).
     cell = next(c for c in results["strategies"]["finetune"]["folds"] if c["order"] == ["kemdy19", "kemdy20"])
+    # Each task's own forgetting: here one cell each, the order in which it was learned first.
+    by_task = results["strategies"]["finetune"]["forgetting_by_task"]
+    assert sorted(by_task) == ["kemdy19", "kemdy20"] and by_task["kemdy19"]["macro_f1"]["n"] == 1
+    assert by_task["kemdy19"]["macro_f1"]["mean"] == pytest.approx(
+        cell["matrix"]["macro_f1"][0][0] - cell["matrix"]["macro_f1"][1][0])
+    assert adapter["forgetting_by_task"]["kemdy20"]["uar"]["mean"] == 0.0
+    assert "forgetting_by_task" not in task_a
     assert results["strategies"]["finetune"]["final"]["kemdy19>kemdy20"]["kemdy19"]["uar"]["mean"] == pytest.approx(
         cell["matrix"]["uar"][1][0])
 
@@ -77,6 +86,9 @@ def test_report_and_figures(finished):
     assert "alternately in every epoch" in report and "estimated on KEMDy20's data" in report
     assert "## Protocol" in report and "learning rate: 0.001 (reference: 1e-05)" in report
     retained = results["strategies"]["adapter"]["final"]["kemdy20>kemdy19"]["kemdy20"]["macro_f1"]["mean"]
+    forgot = results["strategies"]["finetune"]["forgetting_by_task"]["kemdy19"]["macro_f1"]["mean"]
+    assert "### Forgetting of each task" in report and "| adapter | KEMDY20 | 1 | 0.000 | 0.000 | 0.000 |" in report
+    assert f"  - of KEMDY19: {forgot:+.3f} over 1 cell (one cell, no interval)." in report
     assert f"{retained:.3f}" in report
     figures = sorted(path.name for path in (output / "figures").iterdir())
     assert figures == ["confusion_adapter.png", "confusion_finetune.png", "confusion_task_a.png", "forgetting.png",
@@ -84,6 +96,24 @@ def test_report_and_figures(finished):
     assert all((output / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in figures)
     export = output / "runs" / "adapter" / "fold0" / "kemdy19-kemdy20" / "kemdy19" / "export"
     assert (export / "model.safetensors").exists()
+
+
+def test_a_strategy_may_set_model_settings_but_not_the_encoders(finished, tiny_checkpoints, sample_corpus, hf_cache,
+                                                                tmp_path):
+    output, _ = finished
+    cells = {name: output / "runs" / name / "fold0" / "kemdy19-kemdy20" for name in ("adapter", "finetune")}
+    settings = {name: json.loads((cell / "run.json").read_text())["settings"] for name, cell in cells.items()}
+    assert settings["adapter"]["learning_rate"] == 0.005 and settings["adapter"]["text_pooling"] == "mean"
+    assert settings["finetune"]["learning_rate"] == 1e-3 and settings["finetune"]["text_pooling"] == "cls"
+    export = json.loads((cells["adapter"] / "kemdy19" / "export" / "task_config.json").read_text())
+    assert export["text_pooling"] == "mean"
+    parsed = arguments(tiny_checkpoints, sample_corpus, hf_cache, tmp_path)
+    parsed[0].strategy_overrides = {"adapter": {"text_model": "another/bert"}}
+    with pytest.raises(ValueError, match="'text_model' cannot vary between runs of one benchmark"):
+        Benchmark(*parsed).run_cell(Cell("adapter", 0, ["kemdy19", "kemdy20"], 0))
+    parsed[0].strategy_overrides = {"adapter": {"no_such_setting": 1}}
+    with pytest.raises(ValueError, match="unknown argument 'no_such_setting'"):
+        Benchmark(*parsed).run_cell(Cell("adapter", 0, ["kemdy19", "kemdy20"], 0))
 
 
 def test_rerun_skips_finished_cells(finished, tiny_checkpoints, sample_corpus, hf_cache, capsys):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kemdy_adapters.metrics import classification_scores, confusion, matrix_summary
+from kemdy_adapters.metrics import classification_scores, confusion, matrix_summary, task_forgetting
 
 
 def test_scores_by_hand():
@@ -61,6 +61,10 @@ def test_matrix_summary_by_hand():
     assert summary["average"] == pytest.approx((0.50 + 0.65 + 0.90) / 3)
     assert summary["forgetting"] == pytest.approx(((0.80 - 0.50) + (0.70 - 0.65)) / 2)
     assert summary["bwt"] == pytest.approx(-summary["forgetting"])
+    # Each task learned before the last, on its own: the first lost 0.30, the second 0.05.
+    assert task_forgetting(matrix) == [pytest.approx(0.30), pytest.approx(0.05)]
+    assert task_forgetting([[0.4, None], [0.6, 0.9]]) == [pytest.approx(-0.2)]  # backward transfer
+    assert task_forgetting([[None, None], [0.6, 0.9]]) == [None] and task_forgetting([[0.9]]) == []
 
 
 def test_matrix_summary_with_unscored_cells():

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from kemdy_adapters.benchmark import Benchmark, parse_benchmark_arguments
-from kemdy_adapters.report import format_difference, format_score
+from kemdy_adapters.report import format_difference, format_score, interval_reading
 from kemdy_adapters.statistics import paired, summarize
 
 
@@ -33,6 +33,13 @@ def test_paired_differences_and_wilcoxon():
     assert result["ci95"][0] > 0
     assert paired([0.5, 0.5], [0.5, 0.5])["p_wilcoxon"] == 1.0
     assert format_difference(result).endswith("p = 0.031, 6 pairs")
+
+
+def test_forgetting_of_one_task_is_read_against_its_interval():
+    assert interval_reading(summarize([0.30, 0.35, 0.40])).endswith(": forgotten beyond the interval")
+    assert interval_reading(summarize([-0.30, -0.35, -0.40])).endswith(": it gained beyond the interval")
+    assert interval_reading(summarize([0.30, -0.20])).endswith(": the interval includes 0")
+    assert interval_reading(summarize([0.30])) == "one cell, no interval"
 
 
 def test_seeds_are_cells_and_strategies_are_compared(tiny_checkpoints, sample_corpus, hf_cache, tmp_path):
