@@ -135,6 +135,17 @@ class Cell:
     seed: int
 
 
+def setting_target(key: str, model_args: ModelArguments, args: ContinualTrainingArguments, where: str):
+    """The argument group (model or training) that a per-strategy or tuned setting `key` belongs to."""
+    if key in ENCODER_KEYS:
+        raise ValueError(f"{where}: {key!r} cannot vary between runs of one benchmark (every strategy reads the "
+                         "same prepared inputs); run a benchmark per encoder instead")
+    target = model_args if hasattr(model_args, key) else args
+    if not hasattr(target, key):
+        raise ValueError(f"{where} sets unknown argument {key!r}")
+    return target
+
+
 def order_key(order: list[str]) -> str:
     return ">".join(order)
 
@@ -175,6 +186,11 @@ class Benchmark:
         check_cells(bench, data_args)
         self.bench, self.model_args, self.data_args, self.args = bench, model_args, data_args, args
         self.callbacks = callbacks or []
+        for name, settings in bench.strategy_overrides.items():  # every setting checked before any work starts
+            for key in settings:
+                setting_target(key, model_args, args, f"strategy_overrides[{name!r}]")
+        for key in bench.tuning_grid:
+            setting_target(key, model_args, args, "tuning_grid")
         self.output = ensure_writable(args.output_dir)
         if not args.console_logs:
             import datasets
@@ -228,13 +244,7 @@ class Benchmark:
         model_args = copy.deepcopy(self.model_args)
         settings = {**self.bench.strategy_overrides.get(cell.strategy, {}), **(overrides or {})}
         for key, value in settings.items():
-            if key in ENCODER_KEYS:
-                raise ValueError(f"{cell.strategy}: {key!r} cannot vary between runs of one benchmark (every "
-                                 "strategy reads the same prepared inputs); run a benchmark per encoder instead")
-            target = model_args if hasattr(model_args, key) else args
-            if not hasattr(target, key):
-                raise ValueError(f"strategy_overrides[{cell.strategy!r}] sets unknown argument {key!r}")
-            setattr(target, key, value)
+            setattr(setting_target(key, model_args, args, f"the settings of {cell.strategy}"), key, value)
         data_args = copy.deepcopy(self.data_args)
         data_args.fold = cell.fold
         return model_args, data_args, args

@@ -7,7 +7,7 @@ import json
 import pytest
 from test_continual import StopAt
 
-from kemdy_adapters.benchmark import Benchmark, Cell, parse_benchmark_arguments
+from kemdy_adapters.benchmark import Benchmark, parse_benchmark_arguments
 from kemdy_adapters.metrics import METRICS
 from kemdy_adapters.storage import write_json
 
@@ -110,10 +110,12 @@ def test_a_strategy_may_set_model_settings_but_not_the_encoders(finished, tiny_c
     parsed = arguments(tiny_checkpoints, sample_corpus, hf_cache, tmp_path)
     parsed[0].strategy_overrides = {"adapter": {"text_model": "another/bert"}}
     with pytest.raises(ValueError, match="'text_model' cannot vary between runs of one benchmark"):
-        Benchmark(*parsed).run_cell(Cell("adapter", 0, ["kemdy19", "kemdy20"], 0))
-    parsed[0].strategy_overrides = {"adapter": {"no_such_setting": 1}}
-    with pytest.raises(ValueError, match="unknown argument 'no_such_setting'"):
-        Benchmark(*parsed).run_cell(Cell("adapter", 0, ["kemdy19", "kemdy20"], 0))
+        Benchmark(*parsed)  # refused before any work starts
+    parsed[0].strategy_overrides = {}
+    parsed[0].tuning_grid = {"no_such_setting": [1, 2]}
+    with pytest.raises(ValueError, match="tuning_grid sets unknown argument 'no_such_setting'"):
+        Benchmark(*parsed)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_rerun_skips_finished_cells(finished, tiny_checkpoints, sample_corpus, hf_cache, capsys):
