@@ -113,6 +113,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         hidden_size=args.hidden_size, layers=args.layers, vocab_size=args.vocab_size, sentences=args.sentences,
         recordings=args.recordings, text_steps=args.text_steps, speech_steps=args.speech_steps, seed=args.seed,
         dropout=args.dropout, saved_dropout=args.saved_dropout)
+    if args.tokenizer and not (Path(args.tokenizer) / "vocab.txt").is_file():
+        raise ValueError(f"{args.tokenizer}: no tokenizer to reuse there (vocab.txt missing)")
     output = Path(args.output)
     if args.overwrite:
         for part in ("text", "speech"):
@@ -128,7 +130,7 @@ def _pretrain(args: argparse.Namespace) -> int:
             print(f"[pretrain] {part} encoder ({config.layers} layers, hidden {config.hidden_size}): {steps} steps "
                   f"on {source} -> {output / part}")
     started = time.time()
-    text, speech = pretrain_encoders(output, config, texts=texts, waveforms=waveforms)
+    text, speech = pretrain_encoders(output, config, texts=texts, waveforms=waveforms, tokenizer=args.tokenizer)
     for folder in (text, speech):
         size = sum(path.stat().st_size for path in folder.iterdir())
         print(f"[pretrain] {folder}: {size / 1e6:.2f} MB; load it with from_pretrained('{folder}')")
@@ -336,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--saved-dropout", dest="saved_dropout", type=float, default=defaults.saved_dropout,
                           help="dropout written into the saved configs, used when fine-tuning (default: "
                                f"{defaults.saved_dropout})")
+    pretrain.add_argument("--tokenizer", default=None,
+                          help="reuse the tokenizer in this folder (e.g. an earlier text encoder's) instead of "
+                               "training one: the new text encoder keeps its vocabulary")
     pretrain.add_argument("--overwrite", action="store_true", help="replace encoders pretrained earlier")
     pretrain.set_defaults(func=_pretrain)
 

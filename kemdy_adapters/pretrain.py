@@ -100,6 +100,13 @@ def train_tokenizer(folder: str | Path, texts: list[str], vocab_size: int = 3000
     return tokenizer
 
 
+def reuse_tokenizer(source: str | Path, folder: str | Path) -> BertTokenizerFast:
+    """The tokenizer saved in `source`, copied into `folder` (so a new encoder keeps a known vocabulary)."""
+    tokenizer = BertTokenizerFast.from_pretrained(source)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
 def character_ngrams(text: str, buckets: int = NGRAM_BUCKETS, longest: int = 3) -> list[int]:
     """The hashed character 1..`longest`-grams inside each word of `text` (with word boundaries marked, as
     scikit-learn's `char_wb` analyser makes them): for Korean, syllables and syllable pairs and triples."""
@@ -115,13 +122,15 @@ def character_ngrams(text: str, buckets: int = NGRAM_BUCKETS, longest: int = 3) 
 def pretrain_text(
     folder: Path, texts: list[str], steps: int, seed: int, batch_size: int = 32, lr: float = 2e-3,
     hidden_size: int = 64, layers: int = 2, vocab_size: int = 3000, dropout: float = 0.1, saved_dropout: float = 0.0,
+    tokenizer: str | Path | None = None,
 ) -> Path:
     """Masked-language modelling plus a sentence-level objective for the pooled [CLS] output: predicting which
     character n-grams (hashed) occur in the sentence, so the pooled vector summarises its words, syllables
     included, whatever the tokenizer splits them into (a self-supervised stand-in for the sentence objective that
-    real BERT checkpoints train their pooler with). No labels are used."""
+    real BERT checkpoints train their pooler with). No labels are used. `tokenizer`: a folder whose tokenizer is
+    reused (copied) instead of training one on `texts`."""
     torch.manual_seed(seed)
-    tokenizer = train_tokenizer(folder, texts, vocab_size)
+    tokenizer = reuse_tokenizer(tokenizer, folder) if tokenizer else train_tokenizer(folder, texts, vocab_size)
     model = BertForPreTraining(tiny_text_config(vocab_size=len(tokenizer), hidden_size=hidden_size, layers=layers,
                                                 dropout=dropout))
     bag_head = nn.Linear(model.config.hidden_size, NGRAM_BUCKETS)
@@ -210,7 +219,7 @@ def pretrain_speech(
 
 def pretrain_encoders(
     folder: str | Path, config: PretrainConfig | None = None, texts: list[str] | None = None,
-    waveforms: list[np.ndarray] | None = None,
+    waveforms: list[np.ndarray] | None = None, tokenizer: str | Path | None = None,
 ) -> tuple[Path, Path]:
     """Pretrains a text and a speech encoder into `folder/text` and `folder/speech`.
 
@@ -219,6 +228,7 @@ def pretrain_encoders(
         config: Sizes, steps and seed (`PretrainConfig()` made the shipped encoders).
         texts: Unlabelled sentences; by default `pretraining_data.pretraining_texts` with the config's sizes.
         waveforms: 16 kHz mono float arrays; by default `pretraining_data.varied_recordings(config.recordings)`.
+        tokenizer: A folder holding a tokenizer to reuse for the text encoder instead of training one.
 
     Returns:
         The two checkpoint folders, for `from_pretrained` / `--text_model` / `--speech_model`.
@@ -235,7 +245,7 @@ def pretrain_encoders(
         texts = texts if texts is not None else pretraining_texts(config.sentences, config.seed, config.corpus_style)
         pretrain_text(text, texts, config.text_steps, config.seed, hidden_size=config.hidden_size,
                       layers=config.layers, vocab_size=config.vocab_size, dropout=config.dropout,
-                      saved_dropout=config.saved_dropout)
+                      saved_dropout=config.saved_dropout, tokenizer=tokenizer)
     if not (speech / "config.json").exists():
         trained = True
         waveforms = waveforms if waveforms is not None else varied_recordings(config.recordings, config.seed + 1)

@@ -105,6 +105,22 @@ def test_pretrain_command_on_the_users_text_and_audio(tmp_path, capsys):
     assert capsys.readouterr().out.count("already there, kept") == 2
 
 
+def test_pretrain_command_can_keep_a_tokenizer(tmp_path, capsys):
+    text_file = tmp_path / "sentences.txt"
+    text_file.write_text("\n".join(general_sentences(20, seed=3)) + "\n", encoding="utf-8")
+    output = tmp_path / "encoders"
+    arguments = ["pretrain", "--output", str(output), "--text", str(text_file), "--hidden-size", "32",
+                 "--text-steps", "2", "--speech-steps", "1", "--recordings", "2"]
+    assert main([*arguments, "--tokenizer", str(SHIPPED_ENCODERS / "text")]) == 0
+    shipped, kept = AutoTokenizer.from_pretrained(SHIPPED_ENCODERS / "text"), AutoTokenizer.from_pretrained(
+        output / "text")
+    assert kept.get_vocab() == shipped.get_vocab()  # not trained again on the 20 sentences
+    assert kept(ORDINARY_KOREAN)["input_ids"] == shipped(ORDINARY_KOREAN)["input_ids"]
+    assert BertModel.from_pretrained(output / "text").config.vocab_size == len(shipped)
+    assert main([*arguments, "--overwrite", "--tokenizer", str(tmp_path)]) == 2
+    assert f"{tmp_path}: no tokenizer to reuse there" in capsys.readouterr().err
+
+
 def test_pretrain_command_names_a_bad_input_file(tmp_path, capsys):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"not a wav file")
