@@ -494,17 +494,17 @@ def aggregate_strategy(strategy: str, cells: list[dict], orders: list[list[str]]
         for task in order:
             per_task[task] = {}
             for metric in metrics:
-                values = []
+                values, folds = [], []
                 for cell in same:
                     j = cell["order"].index(task)
                     row = j if alone else len(cell["order"]) - 1
-                    value = cell["matrix"][metric][row][j]
-                    if value is not None:
-                        values.append(value)
-                per_task[task][metric] = summarize(values)
+                    values.append(cell["matrix"][metric][row][j])
+                    folds.append(cell["fold"])
+                per_task[task][metric] = summarize(values, folds)
         final[order_key(order)] = per_task
     summary = {
-        kind: {metric: summarize([cell["summary"][metric][kind] for cell in cells]) for metric in metrics}
+        kind: {metric: summarize([cell["summary"][metric][kind] for cell in cells], [cell["fold"] for cell in cells])
+               for metric in metrics}
         for kind in ("bwt", "forgetting", "average")
     }
     aggregated = {
@@ -536,8 +536,8 @@ def forgetting_by_task(cells: list[dict], metrics) -> dict:
     for cell in cells:
         for metric in metrics:
             for task, drop in zip(cell["order"], task_forgetting(cell["matrix"][metric])):
-                drops.setdefault(task, {}).setdefault(metric, []).append(drop)
-    return {task: {metric: summarize(values) for metric, values in per_metric.items()}
+                drops.setdefault(task, {}).setdefault(metric, []).append((drop, cell["fold"]))
+    return {task: {metric: summarize(*zip(*pairs)) for metric, pairs in per_metric.items()}
             for task, per_metric in drops.items()}
 
 
@@ -549,17 +549,19 @@ def aggregate_agnostic(cells: list[dict]) -> dict | None:
     methods = list(cells[0]["task_agnostic"]["routing_accuracy"])
     aware = {metric: [] for metric in METRICS}
     agnostic = {metric: [] for metric in METRICS}
+    folds = []
     for cell in cells:
         for j, task in enumerate(cell["order"]):
+            folds.append(cell["fold"])
             for metric in METRICS:
                 aware[metric].append(cell["matrix"][metric][-1][j])
                 agnostic[metric].append(cell["task_agnostic"]["scores"][task][metric])
     return {
         "method": cells[0]["task_agnostic"]["method"],
-        "routing_accuracy": {method: summarize([cell["task_agnostic"]["routing_accuracy"][method]
-                                                for cell in cells]) for method in methods},
-        "aware": {metric: summarize(values) for metric, values in aware.items()},
-        "agnostic": {metric: summarize(values) for metric, values in agnostic.items()},
+        "routing_accuracy": {method: summarize([cell["task_agnostic"]["routing_accuracy"][method] for cell in cells],
+                                               [cell["fold"] for cell in cells]) for method in methods},
+        "aware": {metric: summarize(values, folds) for metric, values in aware.items()},
+        "agnostic": {metric: summarize(values, folds) for metric, values in agnostic.items()},
     }
 
 
@@ -577,12 +579,13 @@ def compare_strategies(strategies: dict) -> list[dict]:
             a, b = _cell_averages(first, strategies[first]), _cell_averages(second, strategies[second])
             ordered = sorted({key for key in (*a, *b) if key[2] is not None}, key=str)
             keys = ordered or sorted(set(a) & set(b), key=str)
-            matched = [(_pick(a, key), _pick(b, key)) for key in keys]
-            matched = [(x, y) for x, y in matched if x is not None and y is not None]
+            matched = [(_pick(a, key), _pick(b, key), key[0]) for key in keys]
+            matched = [(x, y, fold) for x, y, fold in matched if x is not None and y is not None]
             if matched:
                 comparisons.append({
                     "first": first, "second": second, "quantity": "final average over tasks",
-                    **{metric: paired([x[metric] for x, _ in matched], [y[metric] for _, y in matched])
+                    **{metric: paired([x[metric] for x, _, _ in matched], [y[metric] for _, y, _ in matched],
+                                      [fold for _, _, fold in matched])
                        for metric in COMPARED_METRICS}})
     return comparisons
 

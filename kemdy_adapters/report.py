@@ -16,20 +16,21 @@ TABLE_METRICS = ("weighted_f1", "macro_f1", "uar")
 
 
 def format_score(score: dict | None, missing: str = "-", folds: bool = False) -> str:
-    """`mean ± std [95 % CI]` of a {"mean", "std", "n", "ci95"} score (just the mean for one value), optionally
-    with the count."""
+    """`mean ± std [95 % CI]` of a {"mean", "std", "n", "units", "ci95"} score (std and interval over the units,
+    the folds; just the mean for one), optionally with the number of folds."""
     if not score:
         return missing
-    n = score.get("n", 1)
-    text = f"{score['mean']:.3f} ± {score['std']:.3f}" if n > 1 else f"{score['mean']:.3f}"
+    units = score.get("units", score.get("n", 1))
+    text = f"{score['mean']:.3f} ± {score['std']:.3f}" if units > 1 else f"{score['mean']:.3f}"
     if score.get("ci95"):
         low, high = score["ci95"]
         text += f" [{low:.2f}, {high:.2f}]"
-    return f"{text} ({n} fold{'s' if n > 1 else ''})" if folds else text
+    return f"{text} ({units} fold{'s' if units > 1 else ''})" if folds else text
 
 
 def format_difference(comparison: dict | None) -> str:
-    """`+0.210 [0.15, 0.27], p = 0.004, 10 pairs` of a paired comparison."""
+    """`+0.210 [0.15, 0.27], p = 0.063, 10 pairs in 5 folds` of a paired comparison (interval and test over
+    the folds)."""
     if not comparison:
         return "-"
     text = f"{comparison['mean_difference']:+.3f}"
@@ -37,7 +38,7 @@ def format_difference(comparison: dict | None) -> str:
         text += f" [{comparison['ci95'][0]:+.2f}, {comparison['ci95'][1]:+.2f}]"
     p_value = comparison.get("p_wilcoxon")
     text += f", p = {p_value:.3f}" if p_value is not None else ""
-    return text + f", {comparison['n']} pair{'s' if comparison['n'] != 1 else ''}"
+    return f"{text}, {cells_and_folds(comparison, 'pair')}"
 
 
 def final_score(results: dict, strategy: str, task: str, metric: str, position: int) -> dict | None:
@@ -172,8 +173,11 @@ def render_markdown(results: dict) -> str:
     if results.get("note"):
         lines += [f"> {results['note']}", ""]
     lines += [f"Cells finished: {progress['finished']} of {progress['total']}. Every cell is one strategy on one "
-              "fold, task order and seed. Scores are means ± sample standard deviation over the cells, with the 95 % "
-              "confidence interval of the mean in brackets (Student's t; none for a single cell).", ""]
+              "fold, task order and seed. The cells of one fold share its test sessions, so each fold's cells are "
+              "averaged first: scores are means ± sample standard deviation over the folds, with the 95 % "
+              "confidence interval of the mean over the folds in brackets (Student's t; none for a single fold). "
+              "More task orders or seeds make each fold's score less noisy; only more folds narrow the interval.",
+              ""]
     if not strategies:
         return "\n".join(lines + ["No cell has finished yet."]) + "\n"
     lines += scenario_table(results)
@@ -325,7 +329,8 @@ def comparison_table(results: dict) -> list[str]:
     lines = ["## Paired comparisons", "",
              "First minus second strategy in the final average over tasks (the last row of R; `task_a`: each task's "
              "own score), on the cells both ran (same fold, seed and order): mean difference [95 % CI], two-sided "
-             "Wilcoxon signed-rank p-value, number of pairs. With few pairs no p-value can be small.", "",
+             "Wilcoxon signed-rank p-value, number of pairs. Interval and test are over the folds (a fold's pairs "
+             "averaged first): with 5 folds no two-sided p-value is below 0.0625.", "",
              "| first vs second | " + " | ".join(METRIC_NAMES[m] for m in TABLE_METRICS) + " |",
              "|---|" + "---|" * len(TABLE_METRICS)]
     for item in comparisons:
@@ -358,13 +363,20 @@ def interval_reading(summary: dict) -> str:
     """Whether a forgetting's 95 % interval lies above 0, below it, or includes it."""
     interval = summary.get("ci95")
     if not interval:
-        return "one cell, no interval"
+        return "one fold, no interval"
     span = f"95 % CI {interval[0]:+.3f} to {interval[1]:+.3f}"
     if interval[0] > 0:
         return f"{span}: forgotten beyond the interval"
     if interval[1] < 0:
         return f"{span}: it gained beyond the interval"
     return f"{span}: the interval includes 0"
+
+
+def cells_and_folds(summary: dict, noun: str = "cell") -> str:
+    """`10 cells in 5 folds` (`3 cells` when each cell is its own fold)."""
+    n, units = summary["n"], summary.get("units", summary["n"])
+    text = f"{n} {noun}{'s' if n != 1 else ''}"
+    return text + (f" in {units} fold{'s' if units != 1 else ''}" if units != n else "")
 
 
 def findings(results: dict) -> list[str]:
@@ -384,12 +396,11 @@ def findings(results: dict) -> list[str]:
             interval = forgetting.get("ci95")
             extra = f" (95 % CI {interval[0]:+.3f} to {interval[1]:+.3f})" if interval else ""
             lines.append(f"- `{strategy}` forgetting in macro F1: {forgetting['mean']:+.3f} on average over "
-                         f"{forgetting['n']} cells{extra}.")
+                         f"{cells_and_folds(forgetting)}{extra}.")
             for task, scores in (data.get("forgetting_by_task") or {}).items():
                 if scores.get("macro_f1"):
-                    n = scores["macro_f1"]["n"]
-                    lines.append(f"  - of {task.upper()}: {scores['macro_f1']['mean']:+.3f} over {n} "
-                                 f"cell{'s' if n != 1 else ''} ({interval_reading(scores['macro_f1'])}).")
+                    lines.append(f"  - of {task.upper()}: {scores['macro_f1']['mean']:+.3f} over "
+                                 f"{cells_and_folds(scores['macro_f1'])} ({interval_reading(scores['macro_f1'])}).")
     return (["## Findings (generated from results.json)", "", *lines, ""]) if lines else []
 
 

@@ -88,7 +88,7 @@ def test_report_and_figures(finished):
     retained = results["strategies"]["adapter"]["final"]["kemdy20>kemdy19"]["kemdy20"]["macro_f1"]["mean"]
     forgot = results["strategies"]["finetune"]["forgetting_by_task"]["kemdy19"]["macro_f1"]["mean"]
     assert "### Forgetting of each task" in report and "| adapter | KEMDY20 | 1 | 0.000 | 0.000 | 0.000 |" in report
-    assert f"  - of KEMDY19: {forgot:+.3f} over 1 cell (one cell, no interval)." in report
+    assert f"  - of KEMDY19: {forgot:+.3f} over 1 cell (one fold, no interval)." in report
     assert f"{retained:.3f}" in report
     figures = sorted(path.name for path in (output / "figures").iterdir())
     assert figures == ["confusion_adapter.png", "confusion_finetune.png", "confusion_task_a.png", "forgetting.png",
