@@ -20,14 +20,7 @@ def summarize(values, units=None) -> dict | None:
 
     `units`: one label per value (its fold). The values of a unit are averaged first, and mean, std and interval
     are those of the unit means (`units`: how many there are); without it every value is its own unit."""
-    values = list(values)
-    labels = list(range(len(values))) if units is None else list(units)
-    if len(labels) != len(values):
-        raise ValueError(f"summarize: {len(values)} values but {len(labels)} units")
-    grouped: dict = {}
-    for value, label in zip(values, labels):
-        if value is not None and not math.isnan(value):
-            grouped.setdefault(label, []).append(float(value))
+    grouped = _by_unit(values, units)
     if not grouped:
         return None
     means = [float(np.mean(group)) for group in grouped.values()]
@@ -36,6 +29,19 @@ def summarize(values, units=None) -> dict | None:
     std = float(np.std(means, ddof=1)) if k > 1 else 0.0
     return {"mean": mean, "std": std, "n": sum(len(group) for group in grouped.values()), "units": k,
             "ci95": _interval(mean, std, k)}
+
+
+def _by_unit(values, units=None) -> dict[object, list[float]]:
+    """The defined values grouped by their unit (each value its own unit when `units` is None)."""
+    values = list(values)
+    labels = list(range(len(values))) if units is None else list(units)
+    if len(labels) != len(values):
+        raise ValueError(f"summarize: {len(values)} values but {len(labels)} units")
+    grouped: dict = {}
+    for value, label in zip(values, labels):
+        if value is not None and not math.isnan(value):
+            grouped.setdefault(label, []).append(float(value))
+    return grouped
 
 
 def _interval(mean: float, std: float, n: int) -> list[float] | None:
@@ -57,9 +63,7 @@ def paired(first: list[float], second: list[float], units=None) -> dict | None:
     if not kept:
         return None
     summary = summarize([difference for difference, _ in kept], [label for _, label in kept])
-    grouped: dict = {}
-    for difference, label in kept:
-        grouped.setdefault(label, []).append(difference)
+    grouped = _by_unit([difference for difference, _ in kept], [label for _, label in kept])
     differences = np.array([np.mean(group) for group in grouped.values()], dtype=float)
     if np.allclose(differences, 0.0):
         p_value = 1.0
