@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-KILLS = 10
+KILLS = 5
 
 
 def comparable(path) -> dict:
