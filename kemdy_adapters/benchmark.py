@@ -40,6 +40,7 @@ from .training_args import (
 )
 from .tuning import CRITERION_METRIC, criterion, parse_grid, strategy_grid, trials
 from .tuning import RULE as TUNING_RULE
+from .workers import WorkerPool, threads_per_worker
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,11 @@ class BenchmarkArguments:
         metadata={"help": "score the floors of every test set: majority class, chance, and the eGeMAPS + TF-IDF "
                           "linear baseline (baselines.py)"})
     figures: bool = field(default=True, metadata={"help": "draw the PNG figures"})
+    cell_processes: int = field(
+        default=1,
+        metadata={"help": "cells (and tuning trials) trained at once, each in its own process with the CPU cores "
+                          "shared out as threads (workers.py); 1: one after another in this process. The results "
+                          "are the same up to the floating-point rounding of the thread count"})
     note: str = field(default=None, metadata={"help": "a sentence printed at the top of results.md"})
 
     def __post_init__(self):
@@ -110,6 +116,8 @@ class BenchmarkArguments:
             items = order.split(",") if isinstance(order, str) else list(order)
             self.task_locations.update(split_task_items(items)[1])
         self.tuning_grid = parse_grid(self.tuning_grid) if self.tuning_grid else {}
+        if self.cell_processes < 1:
+            raise ValueError(f"cell_processes must be at least 1, got {self.cell_processes}")
         if self.tuning_trials is not None and self.tuning_trials < 1:
             raise ValueError(f"tuning_trials must be at least 1, got {self.tuning_trials}")
         if isinstance(self.strategy_overrides, str):
@@ -182,10 +190,14 @@ class Benchmark:
     """Runs the cells in order (fold, then strategy, then order) and rewrites the report after each."""
 
     def __init__(self, bench: BenchmarkArguments, model_args: ModelArguments, data_args: DataArguments,
-                 args: ContinualTrainingArguments, callbacks: list | None = None):
+                 args: ContinualTrainingArguments, callbacks: list | None = None, status_line: bool = True):
         check_cells(bench, data_args)
+        if bench.cell_processes > 1 and args.world_size > 1:
+            raise ValueError(f"cell_processes {bench.cell_processes} runs cells side by side in one process each; "
+                             f"it cannot be combined with {args.world_size} distributed processes")
         self.bench, self.model_args, self.data_args, self.args = bench, model_args, data_args, args
         self.callbacks = callbacks or []
+        self.status_line = status_line
         for name, settings in bench.strategy_overrides.items():  # every setting checked before any work starts
             for key in settings:
                 setting_target(key, model_args, args, f"strategy_overrides[{name!r}]")
@@ -215,6 +227,7 @@ class Benchmark:
         self._data: dict[int, dict] = {}
         self._corpora: dict = {}
         self._resolved: dict | None = None
+        self._pool: WorkerPool | None = None
         self.tuning = read_json(self.layout.tuning) if bench.tuning_grid else None
 
     def cell_layout(self, cell: Cell):
@@ -252,7 +265,31 @@ class Benchmark:
     def run_cell(self, cell: Cell, output_dir: Path | None = None, overrides: dict | None = None) -> dict:
         model_args, data_args, args = self._cell_args(cell, output_dir, overrides)
         return ContinualRun(model_args, data_args, args, data=self._fold_data(cell.fold),
-                            callbacks=self.callbacks).run()
+                            callbacks=self.callbacks, status_line=self.status_line).run()
+
+    def do_job(self, job: tuple) -> dict | None:
+        """One job: `(label, "cell", cell, output_dir, overrides)` returns the run's results, `(label, "floors",
+        folds)` computes those folds' floors."""
+        if job[1] == "floors":
+            for fold in job[2]:
+                self.run_floors(fold)
+            return None
+        return self.run_cell(*job[2:])
+
+    def _run_jobs(self, jobs: list[tuple], on_start, on_done=None) -> None:
+        """Runs jobs (`do_job`), here one after another or `cell_processes` at a time; `on_done(job, results)` gets
+        a cell's results here, None from a worker (they are in the run's folder)."""
+        on_done = on_done or (lambda job, results: None)
+        if self.bench.cell_processes == 1:
+            for job in jobs:
+                on_start(job)
+                on_done(job, self.do_job(job))
+            return
+        if self._pool is None:  # started once, for the trials and the cells
+            parts = (self.bench, self.model_args, self.data_args, self.args, self.callbacks)
+            initargs = (parts, threads_per_worker(self.bench.cell_processes), logging.getLogger().level)
+            self._pool = WorkerPool(self.bench.cell_processes, _start_worker, initargs)
+        self._pool.run(jobs, _work, on_start, lambda job: on_done(job, None))
 
     def chosen_settings(self, strategy: str) -> dict:
         return self.tuning["strategies"][strategy]["settings"] if self.tuning else {}
@@ -316,26 +353,38 @@ class Benchmark:
             raise ValueError(f"tuning_orders {unknown} are not among the orders {self.orders}")
         return wanted
 
-    def tune(self) -> dict:
-        """Runs every strategy's trials on the tuning fold and chooses by the rule in tuning.py; tuning.json."""
+    def tune(self, first: list[tuple] = ()) -> dict:
+        """Runs every strategy's trials on the tuning fold and chooses by the rule in tuning.py; tuning.json.
+        `first`: jobs to run in the same pass, before the trials (the floors, beside them in `cell_processes`)."""
         grid = self.bench.tuning_grid
         budget = self.bench.tuning_trials or min(
             len(strategy_grid(grid, get_strategy(name))) for name in self.bench.strategies)
         fold, seed, orders = self.bench.folds[0], self.seeds[0], self.tuning_orders()
         record = {"rule": TUNING_RULE, "criterion": f"validation {CRITERION_METRIC}", "grid": grid, "budget": budget,
                   "fold": fold, "seed": seed, "orders": [order_key(order) for order in orders], "strategies": {}}
-        for name in self.bench.strategies:
+        plan = {name: list(enumerate(trials(grid, get_strategy(name), budget, self.args.seed)))
+                for name in self.bench.strategies}
+
+        def trial_orders(name: str) -> list[list[str]]:
+            return orders if get_strategy(name).carries_model else orders[:1]
+
+        jobs = [*first, *(
+                (f"[tuning] {name} trial {number + 1}: {format_settings(settings, '=')}, fold {fold} "
+                 f"{'->'.join(task.upper() for task in order)}", "cell", Cell(name, fold, list(order), seed),
+                 self.layout.trial(name, number, fold, order).root, settings)
+                for name, points in plan.items() for number, settings in points for order in trial_orders(name)
+                if not self.layout.trial(name, number, fold, order).results.exists())]
+        ran: dict = {}  # what each trial run here returned (distributed: what every process saw)
+        self._run_jobs(jobs, on_start=lambda job: self._say(job[0]),
+                       on_done=lambda job, results: job[1] == "cell" and ran.__setitem__(str(job[3]), results))
+        for name, points in plan.items():
             strategy = get_strategy(name)
             outcomes = []
-            for number, settings in enumerate(trials(grid, strategy, budget, self.args.seed)):
+            for number, settings in points:
                 scores, earlier, new = [], [], []
-                for order in (orders if strategy.carries_model else orders[:1]):
+                for order in trial_orders(name):
                     folder = self.layout.trial(name, number, fold, order)
-                    result = read_json(folder.results)
-                    if result is None:
-                        self._say(f"[tuning] {name} trial {number + 1}: {format_settings(settings, '=')}, fold {fold} "
-                                  f"{'->'.join(task.upper() for task in order)}")
-                        result = self.run_cell(Cell(name, fold, list(order), seed), folder.root, settings)
+                    result = ran.get(str(folder.root)) or read_json(folder.results)
                     scores.append(criterion(result, strategy))
                     last = result["validation_matrix"][CRITERION_METRIC][-1]
                     if strategy.carries_model and len(last) > 1:
@@ -374,36 +423,60 @@ class Benchmark:
             return self._run()
 
     def _run(self) -> dict:
-        started, ran = time.time(), 0
+        try:
+            return self._run_all()
+        finally:
+            if self._pool is not None:
+                pool, self._pool = self._pool, None
+                pool.__exit__(*sys.exc_info())
+
+    def _run_all(self) -> dict:
+        started = time.time()
         total = len(self.cells)
         self.write_report()  # valid from the start: progress 0 of N, or what an earlier invocation finished
-        if self.bench.floors:
-            for fold in self.bench.folds:
-                if not self.layout.floors(fold).exists():
-                    self._say(f"floors of fold {fold}: majority class, chance, eGeMAPS + TF-IDF linear baseline")
-                    self.run_floors(fold)
+        floors = [fold for fold in self.bench.folds if not self.layout.floors(fold).exists()]
+        side_jobs = []  # with cell_processes, the floors are computed in a worker beside the first runs
+        if self.bench.floors and floors and self.bench.cell_processes > 1:
+            side_jobs = [(f"floors of fold{'s' * (len(floors) > 1)} {', '.join(map(str, floors))} (beside the "
+                          "training): majority class, chance, eGeMAPS + TF-IDF linear baseline", "floors", floors)]
+        elif self.bench.floors:
+            for fold in floors:
+                self._say(f"floors of fold {fold}: majority class, chance, eGeMAPS + TF-IDF linear baseline")
+                self.run_floors(fold)
             self.write_report()
         if self.bench.tuning_grid:
-            self.tuning = self.tune()
+            self.tuning, side_jobs = self.tune(first=side_jobs), []
             self.write_report()
-        cells_started = time.time()  # the estimate of what is left counts the cells' time only
+        jobs = []
         for position, cell in enumerate(self.cells, start=1):
             seed = f" seed {cell.seed}" if self.bench.seeds else ""
             label = (f"[{position}/{total}] {cell.strategy} fold {cell.fold}{seed} "
                      f"{'->'.join(task.upper() for task in cell.order)}")
             if self.cell_layout(cell).results.exists():
                 self._say(f"{label}: done already, skipped")
-                continue
-            elapsed = time.time() - started
-            remaining = total - position + 1
-            estimate = f", about {_duration((time.time() - cells_started) / ran * remaining)} left" if ran else ""
-            if self._reuse_trial(cell):
+            elif self._reuse_trial(cell):
                 self._say(f"{label}: the chosen tuning trial's run")
-                continue
-            self._say(f"{label} (elapsed {_duration(elapsed)}{estimate})")
-            self.run_cell(cell, overrides=self.chosen_settings(cell.strategy))
-            ran += 1
+            else:
+                jobs.append((label, "cell", cell, None, self.chosen_settings(cell.strategy)))
+        cells = len(jobs)
+        jobs = [*side_jobs, *jobs]
+        cells_started, finished = time.time(), []  # the estimate of what is left counts the cells' time only
+
+        def on_start(job: tuple) -> None:
+            if job[1] != "cell":
+                self._say(job[0])
+                return
+            left = cells - len(finished)
+            estimate = (f", about {_duration((time.time() - cells_started) / len(finished) * left)} left"
+                        if finished else "")
+            self._say(f"{job[0]} (elapsed {_duration(time.time() - started)}{estimate})")
+
+        def on_done(job: tuple, results) -> None:
+            if job[1] == "cell":
+                finished.append(job)
             self.write_report()
+
+        self._run_jobs(jobs, on_start, on_done)
         results = self.write_report(figures=self.bench.figures)
         self._say(f"benchmark finished in {_duration(time.time() - started)}: {self.layout.report}")
         return results
@@ -616,6 +689,23 @@ def _duration(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+_WORKER: Benchmark | None = None
+"""In a worker process of `cell_processes`: the benchmark whose cells it trains."""
+
+
+def _start_worker(parts: tuple, threads: int, level: int) -> None:
+    import torch
+
+    global _WORKER
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    _WORKER = Benchmark(*parts, status_line=False)  # one status line per console: the cell lines of the parent
+
+
+def _work(*job) -> None:
+    _WORKER.do_job(job)  # the results are in the run's folder
 
 
 def check_cells(bench: BenchmarkArguments, data_args: DataArguments) -> None:

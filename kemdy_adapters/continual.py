@@ -115,6 +115,7 @@ class ContinualRun:
         data: Optional prepared splits per task (`{task: DatasetDict(train, validation, test)}`); loaded from
             `data_args` (or `specs`) when not given.
         callbacks: Extra `TrainerCallback`s for every task's Trainer.
+        status_line: Whether a terminal shows the epoch status line (off in a benchmark's worker processes).
         specs: Optional `{task: TaskSpec}` (e.g. `TaskSpec.from_dataset` for a Python dataset); resolved from the
             arguments when not given.
 
@@ -146,6 +147,7 @@ class ContinualRun:
         data: dict | None = None,
         callbacks: list | None = None,
         specs: dict[str, TaskSpec] | None = None,
+        status_line: bool = True,
     ):
         self.model_args, self.data_args, self.args = model_args, data_args, args
         self.strategy = get_strategy(args.strategy)
@@ -153,6 +155,7 @@ class ContinualRun:
         self.layout = RunLayout(args.output_dir)
         self.output = self.layout.root
         self.callbacks = callbacks or []
+        self.status_line = status_line
         if self.strategy.consolidates and len(self.order) < 2:
             raise ValueError(f"strategy {self.strategy.name!r} needs at least two tasks: it consolidates an earlier "
                              "task")
@@ -349,7 +352,8 @@ class ContinualRun:
     def _console(self, step: str) -> list:
         """The status line that follows the step's epochs on a terminal (none with --console_logs: Trainer's own
         lines are printed then), from the process that writes."""
-        return [] if self.args.console_logs or not _is_main(self.args) else [EpochStatus(step)]
+        wanted = self.status_line and not self.args.console_logs and _is_main(self.args)
+        return [EpochStatus(step)] if wanted else []
 
     def _score(self, trainer, model, heads: dict, inputs: dict) -> tuple[dict, dict]:
         """One row of R on the test sessions, and the same row on the validation sessions (what tuning may look

@@ -63,8 +63,8 @@ DEMO_GRID = {"learning_rate": [2e-3, 1e-2], "ewc_lambda": [5e3, 5e4], "lwf_alpha
 
 
 def demo_arguments(output: Path, text: Path, speech: Path, corpus: Path, folds: list[int], epochs: int,
-                   seed: int, described: str = "generated sample corpus", precision: str = DEMO_PRECISION
-                   ) -> list[str]:
+                   seed: int, described: str = "generated sample corpus", precision: str = DEMO_PRECISION,
+                   processes: int = 1) -> list[str]:
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"the demo runs in fp32 or bf16, got {precision!r}")
     return [
@@ -79,12 +79,14 @@ def demo_arguments(output: Path, text: Path, speech: Path, corpus: Path, folds: 
         "--tuning_grid", json.dumps(DEMO_GRID), "--tuning_orders", "kemdy19,kemdy20", "--seed", str(seed),
         "--dataset_cache_dir", str(output / "hf_cache"), "--disable_tqdm", "true", "--use_cpu", "true",
         "--note", NOTE.format(corpus=described, folds=len(folds), epochs=epochs),
+        "--cell_processes", str(processes),
     ]
+
 
 
 def run_demo(
     output: str | Path = "runs/demo", folds: tuple[int, ...] = (0, 1), epochs: int = DEMO_EPOCHS, seed: int = 0,
-    corpus: str | Path | None = None, precision: str = DEMO_PRECISION,
+    corpus: str | Path | None = None, precision: str = DEMO_PRECISION, processes: int = 1,
 ) -> dict:
     """Runs the demo (module docstring) and returns the benchmark's results.
 
@@ -95,6 +97,7 @@ def run_demo(
         seed: Seed of the generated corpus and of training.
         corpus: A folder holding `KEMDy19/` and `KEMDy20_v1_1/` to use instead of the generated sample corpus.
         precision: `fp32`, or `bf16` (training with Trainer's `--bf16`, scoring and routing under bf16 autocast).
+        processes: Cells trained side by side, one process each (`benchmark --cell_processes`, workers.py).
     """
     output = Path(output)
     started = time.time()
@@ -115,10 +118,11 @@ def run_demo(
             write_sample_corpus(corpus, DEMO_CORPUS(seed))
     text, speech = demo_encoders(output / "encoders")
     print(f"[demo] encoders: the small pretrained pair shipped with kemdy-adapters -> {output / 'encoders'}")
+    side = f", {processes} cells side by side" if processes > 1 else ""
     print(f"[demo] running the benchmark: 7 strategies x {len(folds)} folds x 2 task orders, {epochs} epochs, "
-          f"2 tuning trials per strategy, {precision} (the full protocol has 5 folds and 40 epochs)")
+          f"2 tuning trials per strategy, {precision}{side} (the full protocol has 5 folds and 40 epochs)")
     bench, model_args, data_args, args = parse_benchmark_arguments(
-        demo_arguments(output, text, speech, corpus, list(folds), epochs, seed, described, precision))
+        demo_arguments(output, text, speech, corpus, list(folds), epochs, seed, described, precision, processes))
     results = Benchmark(bench, model_args, data_args, args).run()
     print()
     print((output / "results.md").read_text(encoding="utf-8"))

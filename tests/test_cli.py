@@ -79,6 +79,9 @@ def test_demo_arguments_carry_the_demos_recipe(tmp_path):
     settings = {**vars(model_args), **vars(args)}
     assert {key: settings[key] for key in {**DEMO_DIMENSIONS, **DEMO_RECIPE}} == {**DEMO_DIMENSIONS, **DEMO_RECIPE}
     assert args.metric_for_best_model == DEMO_RECIPE["selection_metric"] and args.num_train_epochs == 9
+    bench, *_ = parse_benchmark_arguments(demo_arguments(tmp_path, "text", "speech", tmp_path / "corpus", [0], 9, 0,
+                                                         processes=2))
+    assert bench.cell_processes == 2 and build_parser().parse_args(["demo", "--processes", "2"]).processes == 2
 
 
 def test_demo_on_a_folder_without_both_corpora_fails_cleanly(tmp_path, capsys):

@@ -64,3 +64,44 @@ def test_random_kills_lose_nothing(tiny_checkpoints, sample_corpus, hf_cache, tm
         print(f"\n[fault injection] survived {killed} of {KILLS} SIGKILLs at random moments "
               f"(uninterrupted run {duration:.0f} s); every rerun ended with the uninterrupted results")
     assert killed >= KILLS // 2
+
+
+def test_workers_die_with_the_benchmark(tmp_path):
+    """A benchmark's worker processes (`--cell_processes`) end at once when it is killed, mid-job or starting up,
+    so that nothing still writes into its folder when it is run again."""
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from kemdy_adapters.workers import WorkerPool\n"
+        "def report(path):\n"
+        "    open(path, 'a').write(f'{os.getpid()}\\n')\n"
+        "    time.sleep(60)\n"
+        "if __name__ == '__main__':\n"
+        "    with WorkerPool(2, print, ()) as pool:\n"
+        "        pool.run([(sys.argv[1],), (sys.argv[1],)], report, lambda job: None, lambda job: None)\n")
+    pids = tmp_path / "pids"
+    process = subprocess.Popen([sys.executable, str(script), str(pids)], stdout=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while (not pids.exists() or len(pids.read_text().split()) < 2) and time.time() < deadline:
+        time.sleep(0.1)
+    workers = [int(pid) for pid in pids.read_text().split()]
+    assert len(workers) == 2 and all(alive(pid) for pid in workers)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.time() + 3
+    while any(alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in workers)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stream:
+            return stream.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True  # no /proc: os.kill said it exists

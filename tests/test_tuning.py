@@ -23,17 +23,20 @@ def test_grids_and_budgets():
     assert strategy_grid({"lwf_alpha": [1.0]}, get_strategy("adapter")) == [{}]
 
 
-@pytest.fixture(scope="module")
-def tuned(tiny_checkpoints, sample_corpus, hf_cache, tmp_path_factory):
-    output = tmp_path_factory.mktemp("tuned")
+def tuned_arguments(tiny_checkpoints, sample_corpus, hf_cache, output, *extra):
     text, speech = tiny_checkpoints
-    parsed = parse_benchmark_arguments([
+    return parse_benchmark_arguments([
         "--output_dir", str(output), "--data_dir", str(sample_corpus), "--text_model", text, "--speech_model",
         speech, "--strategies", "adapter", "ewc", "--folds", "0", "--tuning_grid", json.dumps(GRID),
         "--tuning_orders", "kemdy19,kemdy20", "--num_train_epochs", "1", "--projector_size", "16",
         "--max_speech_seconds", "2", "--dataset_cache_dir", hf_cache, "--fisher_samples", "16",
-        "--fisher_batch_size", "4", "--disable_tqdm", "true", "--floors", "false"])
-    return output, Benchmark(*parsed).run()
+        "--fisher_batch_size", "4", "--disable_tqdm", "true", "--floors", "false", *extra])
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_checkpoints, sample_corpus, hf_cache, tmp_path_factory):
+    output = tmp_path_factory.mktemp("tuned")
+    return output, Benchmark(*tuned_arguments(tiny_checkpoints, sample_corpus, hf_cache, output)).run()
 
 
 def test_every_strategy_gets_the_same_budget_and_rule(tuned):
@@ -68,3 +71,25 @@ def test_the_chosen_setting_runs_every_cell(tuned):
     report = (output / "results.md").read_text()
     assert "## Tuning" in report and "never the test sessions" in report
     assert (output / "figures" / "tradeoff_ewc.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_trials_and_cells_side_by_side_give_the_same_results(tuned, tiny_checkpoints, sample_corpus, hf_cache,
+                                                            tmp_path, capsys):
+    """--cell_processes 2: trials, cells and the floors in two worker processes, the results those of one process."""
+    import torch
+
+    if torch.get_num_threads() != 1:  # the workers train with one thread each (run.py test gives each test one)
+        pytest.skip(f"the reference ran with {torch.get_num_threads()} threads, the workers run with one")
+    _, reference = tuned
+    capsys.readouterr()
+    results = Benchmark(*tuned_arguments(tiny_checkpoints, sample_corpus, hf_cache, tmp_path, "--cell_processes",
+                                         "2", "--floors", "true", "--figures", "false")).run()
+    console = capsys.readouterr().out
+    assert results["tuning"] == reference["tuning"]
+    for name, strategy in reference["strategies"].items():
+        assert {key: value for key, value in results["strategies"][name].items() if key != "train_seconds"} == {
+            key: value for key, value in strategy.items() if key != "train_seconds"}, name
+    assert results["progress"] == {"finished": 4, "total": 4}
+    assert results["floors"]["kemdy19"]["linear"]["macro_f1"]["mean"] > 0  # computed in a worker
+    assert "floors of fold 0 (beside the training)" in console and console.count("[tuning]") == 4
+    assert "(elapsed" in console and "Traceback" not in console
