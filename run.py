@@ -42,11 +42,9 @@ NEXT_TESTS = ["tests/test_loading_scripts.py", "tests/test_tasks.py", "tests/tes
 
 def parallel() -> list[str]:
     """pytest-xdist flags: one test process per core (at most 4), each test file in one process so that its module
-    fixtures are built once (`tests/conftest.py` gives each process one thread and orders the files)."""
+    fixtures are built once (`tests/conftest.py` gives each process one thread)."""
     workers = max(1, min(4, os.cpu_count() or 1))
-    # --no-loadscope-reorder: the files in collection order (slowest first, tests/conftest.py) instead of xdist's
-    # own (most tests first), which left the slowest file, with two tests, to run last on its own.
-    return ["-n", str(workers), "--dist", "loadfile", "--no-loadscope-reorder"] if workers > 1 else []
+    return ["-n", str(workers), "--dist", "loadfile"] if workers > 1 else []
 
 
 def say(message: str) -> None:
