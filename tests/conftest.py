@@ -14,18 +14,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one test process per core (run.py t
 
 import pytest  # noqa: E402
 
-# The slowest test files, slowest first (seconds measured in `pytest --junitxml`): run.py gives each test file to
-# one process (xdist --dist loadfile), and starting the long files first keeps one process from finishing the last
-# long file alone while the others sit idle. Files not named here follow in their usual order.
-SLOWEST_FIRST = ["test_faults", "test_sequences", "test_walkthrough", "test_speed", "test_cli", "test_tasks",
-                 "test_distributed", "test_continual", "test_benchmark", "test_hub", "test_dimensions",
-                 "test_features", "test_statistics", "test_docs", "test_tuning"]
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: index for index, name in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: tests keep their order in a file
-
 
 @pytest.fixture(scope="session")
 def sample_corpus(tmp_path_factory):
