@@ -104,7 +104,7 @@ class BenchmarkArguments:
         default=1,
         metadata={"help": "cells (and tuning trials) trained at once, each in its own process with the CPU cores "
                           "shared out as threads (workers.py); 1: one after another in this process. The results "
-                          "are the same up to the floating-point rounding of the thread count"})
+                          "are those of one process with the same number of threads"})
     note: str = field(default=None, metadata={"help": "a sentence printed at the top of results.md"})
 
     def __post_init__(self):
@@ -375,8 +375,12 @@ class Benchmark:
                 for name, points in plan.items() for number, settings in points for order in trial_orders(name)
                 if not self.layout.trial(name, number, fold, order).results.exists())]
         ran: dict = {}  # what each trial run here returned (distributed: what every process saw)
-        self._run_jobs(jobs, on_start=lambda job: self._say(job[0]),
-                       on_done=lambda job, results: job[1] == "cell" and ran.__setitem__(str(job[3]), results))
+
+        def keep(job: tuple, results: dict | None) -> None:
+            if job[1] == "cell":
+                ran[str(job[3])] = results
+
+        self._run_jobs(jobs, on_start=lambda job: self._say(job[0]), on_done=keep)
         for name, points in plan.items():
             strategy = get_strategy(name)
             outcomes = []
