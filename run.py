@@ -121,7 +121,11 @@ def ensure_venv(with_tests: bool) -> None:
     target = ".[test]" if with_tests else "."
     # pip takes torch (from a local file where the machine has one, see TORCH) and uv; uv then installs the
     # rest in parallel, about ten times faster than pip. Where uv cannot run, pip installs everything.
-    pip(TORCH, UV)
+    pip(TORCH)
+    try:
+        pip(UV)
+    except subprocess.CalledProcessError:
+        say("uv could not be installed; pip installs the rest")
     installer = fast_install if uv_works() else pip
     installer("-e", target)
     if with_tests:

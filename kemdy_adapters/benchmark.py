@@ -432,7 +432,7 @@ class Benchmark:
         finally:
             if self._pool is not None:
                 pool, self._pool = self._pool, None
-                pool.__exit__(*sys.exc_info())
+                pool.close(failed=sys.exc_info()[0] is not None)
 
     def _run_all(self) -> dict:
         started = time.time()

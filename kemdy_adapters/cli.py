@@ -356,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fp32 (default), or bf16: training with Trainer's --bf16 and bf16 scoring (README, Speed)")
     demo.add_argument("--processes", type=int, default=1,
                       help="cells trained side by side, one process each (benchmark --cell_processes; default 1: the "
-                           "README's demo numbers; 2 on 2 cores is about 1.6x faster, its scores move within noise)")
+                           "README's demo numbers; 2 on 2 cores was 1.6x faster, three strategies' scores moved: "
+                           "README)")
     demo.set_defaults(func=_demo)
     return parser
 

@@ -64,10 +64,14 @@ class WorkerPool:
         return self
 
     def __exit__(self, *exc) -> None:
-        if exc[0] is None:
-            self.executor.shutdown(wait=True)
-        else:
+        self.close(failed=exc[0] is not None)
+
+    def close(self, failed: bool = False) -> None:
+        """Waits for the workers to finish, or, after a failure, ends them."""
+        if failed:
             self.terminate()
+        else:
+            self.executor.shutdown(wait=True)
 
     def terminate(self) -> None:
         """Ends the running jobs and drops the others."""
