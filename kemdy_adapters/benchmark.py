@@ -40,7 +40,7 @@ from .training_args import (
 )
 from .tuning import CRITERION_METRIC, criterion, parse_grid, strategy_grid, trials
 from .tuning import RULE as TUNING_RULE
-from .workers import WorkerPool, threads_per_worker
+from .workers import WorkerPool, threads_per_worker, torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,11 @@ class BenchmarkArguments:
         metadata={"help": "cells (and tuning trials) trained at once, each in its own process with the CPU cores "
                           "shared out as threads (workers.py); 1: one after another in this process. The results "
                           "are those of one process with the same number of threads"})
+    cell_threads: int = field(
+        default=None,
+        metadata={"help": "torch threads each cell (and tuning trial) trains with (default: this process's threads, "
+                          "shared out among the cell_processes); the same value gives the same results whatever "
+                          "cell_processes is"})
     note: str = field(default=None, metadata={"help": "a sentence printed at the top of results.md"})
 
     def __post_init__(self):
@@ -118,6 +123,8 @@ class BenchmarkArguments:
         self.tuning_grid = parse_grid(self.tuning_grid) if self.tuning_grid else {}
         if self.cell_processes < 1:
             raise ValueError(f"cell_processes must be at least 1, got {self.cell_processes}")
+        if self.cell_threads is not None and self.cell_threads < 1:
+            raise ValueError(f"cell_threads must be at least 1, got {self.cell_threads}")
         if self.tuning_trials is not None and self.tuning_trials < 1:
             raise ValueError(f"tuning_trials must be at least 1, got {self.tuning_trials}")
         if isinstance(self.strategy_overrides, str):
@@ -281,13 +288,15 @@ class Benchmark:
         a cell's results here, None from a worker (they are in the run's folder)."""
         on_done = on_done or (lambda job, results: None)
         if self.bench.cell_processes == 1:
-            for job in jobs:
-                on_start(job)
-                on_done(job, self.do_job(job))
+            with torch_threads(self.bench.cell_threads):
+                for job in jobs:
+                    on_start(job)
+                    on_done(job, self.do_job(job))
             return
         if self._pool is None:  # started once, for the trials and the cells
             parts = (self.bench, self.model_args, self.data_args, self.args, self.callbacks)
-            initargs = (parts, threads_per_worker(self.bench.cell_processes), logging.getLogger().level)
+            threads = self.bench.cell_threads or threads_per_worker(self.bench.cell_processes)
+            initargs = (parts, threads, logging.getLogger().level)
             self._pool = WorkerPool(self.bench.cell_processes, _start_worker, initargs)
         self._pool.run(jobs, _work, on_start, lambda job: on_done(job, None))
 

@@ -354,10 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "the demo's recipe on instead of the generated sample corpus")
     demo.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                       help="fp32 (default), or bf16: training with Trainer's --bf16 and bf16 scoring (README, Speed)")
-    demo.add_argument("--processes", type=int, default=1,
-                      help="cells trained side by side, one process each (benchmark --cell_processes; default 1: the "
-                           "README's demo numbers; 2 on 2 cores was 1.6x faster, three strategies' scores moved: "
-                           "README)")
+    demo.add_argument("--processes", type=int, default=None,
+                      help="cells trained side by side, one process each (benchmark --cell_processes; default: one "
+                           "per CPU core, at most 8); every cell trains with one thread, so the scores are the same "
+                           "for any value")
     demo.set_defaults(func=_demo)
     return parser
 

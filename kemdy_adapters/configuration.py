@@ -13,7 +13,7 @@ ADAPTER_METHODS = ("houlsby", "lora")
 MODALITIES = ("speech", "text")
 ADAPTER_INITS = ("bert", "houlsby", "reference")
 DIMENSION_LOSSES = ("mse", "ccc")
-TEXT_POOLINGS = ("cls", "mean", "cls_mean")
+TEXT_POOLINGS = ("cls", "mean", "cls_mean", "attention")
 
 
 def _sub_config(value: Any, default_type: type[PretrainedConfig]) -> PretrainedConfig:
@@ -74,7 +74,9 @@ class MultimodalEmotionConfig(PretrainedConfig):
         dimension_weight: Its weight beside the cross-entropy (the task loss is CE + weight x mean over the
             dimensions); only tasks with `dimensions` have one.
         text_pooling: The text vector: `"cls"` (BERT's pooler over [CLS], as the reference method), `"mean"`
-            (the mean of the last layer over the real tokens) or `"cls_mean"` (both, concatenated: twice as wide).
+            (the mean of the last layer over the real tokens), `"cls_mean"` (both, concatenated: twice as wide) or
+            `"attention"` (the real tokens weighted by a softmax over their dot product with a per-task query
+            vector in the task's head, zeros at the start, so it starts as the mean).
     """
 
     model_type = "kemdy_multimodal_emotion"

@@ -11,6 +11,8 @@
    the validation sessions of fold `folds[0]` in the first order), every task also learning valence and
    arousal (`DEMO_DIMENSIONS`), scored in CCC beside their floors, with the small-data recipe `DEMO_RECIPE`;
 4. prints the report. Re-running skips everything already done.
+Cells and tuning trials run side by side, one process per CPU core (`demo_processes`), one thread each, so the
+scores do not depend on the core count.
 The numbers come from generated data and tiny encoders: they show the method's mechanics (learning,
 forgetting, isolation), and are not comparable with the published table.
 """
@@ -18,6 +20,7 @@ forgetting, isolation), and are not comparable with the published table.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -62,9 +65,24 @@ DEMO_GRID = {"learning_rate": [2e-3, 1e-2], "ewc_lambda": [5e3, 5e4], "lwf_alpha
 """Two trials per strategy: both learning rates, and for ewc and lwf two of their four (lr, weight) points."""
 
 
+MAX_DEMO_PROCESSES = 8
+"""At most this many cells side by side by default (each worker holds its own torch, models and data: about
+0.5 GB)."""
+
+
+def demo_processes() -> int:
+    """The demo's default `--processes`: one cell per CPU core this process may use, at most `MAX_DEMO_PROCESSES`.
+    Every cell trains with one thread whatever this is (`demo_arguments`), so it changes the time, not the scores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, MAX_DEMO_PROCESSES))
+
+
 def demo_arguments(output: Path, text: Path, speech: Path, corpus: Path, folds: list[int], epochs: int,
                    seed: int, described: str = "generated sample corpus", precision: str = DEMO_PRECISION,
                    processes: int = 1) -> list[str]:
+    """The benchmark's arguments for the demo. Every cell trains with one torch thread (`--cell_threads 1`): at
+    the shipped encoders' shapes a second thread made a cell slower, not faster (workers.py), and with one thread
+    the scores do not depend on how many cells run side by side or on the machine's core count."""
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"the demo runs in fp32 or bf16, got {precision!r}")
     return [
@@ -79,14 +97,14 @@ def demo_arguments(output: Path, text: Path, speech: Path, corpus: Path, folds: 
         "--tuning_grid", json.dumps(DEMO_GRID), "--tuning_orders", "kemdy19,kemdy20", "--seed", str(seed),
         "--dataset_cache_dir", str(output / "hf_cache"), "--disable_tqdm", "true", "--use_cpu", "true",
         "--note", NOTE.format(corpus=described, folds=len(folds), epochs=epochs),
-        "--cell_processes", str(processes),
+        "--cell_processes", str(processes), "--cell_threads", "1",
     ]
 
 
 
 def run_demo(
     output: str | Path = "runs/demo", folds: tuple[int, ...] = (0, 1), epochs: int = DEMO_EPOCHS, seed: int = 0,
-    corpus: str | Path | None = None, precision: str = DEMO_PRECISION, processes: int = 1,
+    corpus: str | Path | None = None, precision: str = DEMO_PRECISION, processes: int | None = None,
 ) -> dict:
     """Runs the demo (module docstring) and returns the benchmark's results.
 
@@ -97,9 +115,11 @@ def run_demo(
         seed: Seed of the generated corpus and of training.
         corpus: A folder holding `KEMDy19/` and `KEMDy20_v1_1/` to use instead of the generated sample corpus.
         precision: `fp32`, or `bf16` (training with Trainer's `--bf16`, scoring and routing under bf16 autocast).
-        processes: Cells trained side by side, one process each (`benchmark --cell_processes`, workers.py).
+        processes: Cells trained side by side, one process each (`benchmark --cell_processes`, workers.py);
+            None: one per CPU core (`demo_processes`). The scores are the same for any value.
     """
     output = Path(output)
+    processes = demo_processes() if processes is None else processes
     started = time.time()
     if corpus is not None:
         corpus = Path(corpus)

@@ -1,6 +1,6 @@
 """`MultimodalEmotionModel`: BERT + Wav2Vec2 with per-task adapters (through `adapters`) and per-task heads.
 
-text:   BERT -> pooled [CLS] (text_pooling: or the mean over real tokens, or both)    (B, H_text or 2 H_text)
+text:   BERT -> pooled [CLS] (text_pooling: or the mean over real tokens, both, or a task query's weighting)
 speech: frozen conv feature encoder -> Wav2Vec2 transformer -> task projector -> mean over real frames  (B, 256)
 fusion: concat -> dropout -> task classifier                                          (B, num_labels)
 
@@ -83,8 +83,10 @@ class TaskHead(nn.Module):
     dimensions, a regressor over the same vector (one output per dimension, on `DIMENSION_SCALE`)."""
 
     def __init__(self, text_size: int, speech_size: int, projector_size: int, num_labels: int, dropout: float,
-                 num_dimensions: int = 0):
+                 num_dimensions: int = 0, text_query: bool = False):
         super().__init__()
+        if text_query:  # `text_pooling="attention"`: zeros, so the pooling starts as the mean over the tokens
+            self.text_query = nn.Parameter(torch.zeros(text_size))
         self.projector = nn.Linear(speech_size, projector_size)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(text_size + projector_size, num_labels)
@@ -264,7 +266,7 @@ class MultimodalEmotionModel(PreTrainedModel):
         self.speech_encoder = speech_encoder or Wav2Vec2Model(copy.deepcopy(config.speech_config))
         if self.speech_encoder.config.add_adapter:
             raise ValueError("Wav2Vec2 configs with add_adapter=True (its own CTC adapter) are not supported")
-        if config.text_pooling == "mean":
+        if config.text_pooling in ("mean", "attention"):
             self.text_encoder.pooler = None  # unused: so no parameter of the model goes without a gradient
         self.speech_encoder.freeze_feature_encoder()
         self.speech_encoder.config.layerdrop = config.speech_layerdrop
@@ -387,6 +389,7 @@ class MultimodalEmotionModel(PreTrainedModel):
             num_labels=len(spec["labels"]),
             dropout=self.config.dropout,
             num_dimensions=len(spec.get("dimensions", [])),
+            text_query=self.config.text_pooling == "attention",
         )
         # New modules are created on the CPU; follow the rest of the model (not while from_pretrained builds it
         # on the meta device: moving would send the encoders' buffers there too).
@@ -528,17 +531,23 @@ class MultimodalEmotionModel(PreTrainedModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        query: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The text vector (B, `text_size`) with the active adapters: BERT's pooled [CLS], or with `text_pooling`
-        `"mean"` the last layer's mean over the real tokens, or `"cls_mean"` both concatenated."""
+        `"mean"` the last layer's mean over the real tokens, `"cls_mean"` both concatenated, or `"attention"` the
+        tokens weighted by softmax(token . `query`) over the real tokens (a task's `text_query`; None, as for
+        routing, which has no task yet: the mean)."""
         output = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         if self.config.text_pooling == "cls":
             return output.pooler_output
         hidden = output.last_hidden_state
-        weights = (torch.ones_like(input_ids) if attention_mask is None else attention_mask).unsqueeze(-1)
-        weights = weights.to(hidden.dtype)
+        real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        if self.config.text_pooling == "attention" and query is not None:
+            scores = (hidden @ query.to(hidden.dtype)).masked_fill(~real, torch.finfo(hidden.dtype).min)
+            return (torch.softmax(scores, dim=1).unsqueeze(-1) * hidden).sum(1)
+        weights = real.unsqueeze(-1).to(hidden.dtype)
         mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        return mean if self.config.text_pooling == "mean" else torch.cat([output.pooler_output, mean], dim=-1)
+        return torch.cat([output.pooler_output, mean], dim=-1) if self.config.text_pooling == "cls_mean" else mean
 
     @property
     def text_size(self) -> int:
@@ -675,7 +684,7 @@ class MultimodalEmotionModel(PreTrainedModel):
         if task != self.config.active_task:
             self.set_active_task(task)
         head = self.heads[task]
-        text = self.encode_text(input_ids, attention_mask, token_type_ids)  # (B, H_text)
+        text = self.encode_text(input_ids, attention_mask, token_type_ids, getattr(head, "text_query", None))
         if "text" not in self.task_modalities(task):
             text = torch.where(torch.zeros_like(text, dtype=torch.bool), text, 0.0)
         elif text_present is not None:

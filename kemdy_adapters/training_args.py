@@ -51,7 +51,8 @@ class ModelArguments:
         default="mse", metadata={"help": "the valence/arousal loss: mse (on the 1-5 scale) or ccc (1 - CCC)"})
     text_pooling: str = field(
         default="cls", metadata={"help": "the text vector: cls (BERT's pooled [CLS], the reference's), mean (the "
-                                         "last layer's mean over the real tokens) or cls_mean (both)"})
+                                         "last layer's mean over the real tokens), cls_mean (both) or "
+                                         "attention (the tokens weighted by a learned per-task query)"})
 
 
 @dataclass

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from multiprocessing import get_context
 
 
@@ -28,6 +29,20 @@ def threads_per_worker(processes: int) -> int:
     import torch
 
     return max(1, torch.get_num_threads() // max(1, processes))
+
+
+@contextmanager
+def torch_threads(threads: int | None):
+    """This process trains with `threads` torch threads inside the block (None: as it is), and as before after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def die_with_parent(parent: int) -> None:

@@ -82,6 +82,30 @@ def test_demo_arguments_carry_the_demos_recipe(tmp_path):
     bench, *_ = parse_benchmark_arguments(demo_arguments(tmp_path, "text", "speech", tmp_path / "corpus", [0], 9, 0,
                                                          processes=2))
     assert bench.cell_processes == 2 and build_parser().parse_args(["demo", "--processes", "2"]).processes == 2
+    assert bench.cell_threads == 1  # one thread per cell: the same scores for any number of processes
+
+
+def test_demo_defaults_to_one_process_per_core(monkeypatch):
+    import os
+
+    from kemdy_adapters import demo
+
+    assert build_parser().parse_args(["demo"]).processes is None  # run_demo then asks demo_processes
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert demo.demo_processes() == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert demo.demo_processes() == demo.MAX_DEMO_PROCESSES
+
+
+def test_one_process_trains_with_cell_threads_and_gives_its_threads_back():
+    import torch
+
+    from kemdy_adapters.workers import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
 
 
 def test_demo_on_a_folder_without_both_corpora_fails_cleanly(tmp_path, capsys):

@@ -414,3 +414,32 @@ def test_mean_text_pooling(base_checkpoints, tmp_path):
         cls.load_task(tmp_path / "task")
     with pytest.raises(ValueError, match="text_pooling must be one of"):
         MultimodalEmotionConfig(text_pooling="max")
+
+
+def test_attention_text_pooling_starts_as_the_mean_and_learns_a_per_task_query(base_checkpoints, tmp_path):
+    text, speech = base_checkpoints
+    model = MultimodalEmotionModel.from_encoders(str(text), str(speech), tasks={"kemdy19": None, "kemdy20": None},
+                                                 projector_size=16, text_pooling="attention")
+    mean = MultimodalEmotionModel.from_encoders(str(text), str(speech), projector_size=16, text_pooling="mean")
+    inputs = batch()
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    head = model.heads["kemdy19"]
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_text(ids, mask, query=head.text_query), mean.encode_text(ids, mask))
+        head.text_query.normal_(0, 3.0)
+        attended = model.encode_text(ids, mask, query=head.text_query)
+        hidden = model.text_encoder(input_ids=ids[1:2, :6]).last_hidden_state[0]
+    assert not torch.allclose(attended, mean.encode_text(ids, mask), atol=1e-3)
+    # Padding takes no weight: the padded second utterance gets its 6 tokens' softmax-weighted sum.
+    weights = torch.softmax(hidden @ head.text_query, dim=0)
+    torch.testing.assert_close(attended[1], (weights[:, None] * hidden).sum(0), atol=1e-5, rtol=1e-4)
+    # The query is the task's own: trained with its adapters, not shared, saved with its head.
+    model.train_task("kemdy20")
+    model(**inputs, task="kemdy20").loss.backward()
+    assert model.heads["kemdy20"].text_query.grad is not None and head.text_query.grad is None
+    assert "heads.kemdy19.text_query" in model.task_parameter_names("kemdy19")
+    model.save_task(tmp_path / "task", "kemdy19")
+    other = MultimodalEmotionModel.from_encoders(str(text), str(speech), projector_size=16, text_pooling="attention")
+    other.load_task(tmp_path / "task")
+    torch.testing.assert_close(other.heads["kemdy19"].text_query, head.text_query)

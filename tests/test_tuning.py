@@ -75,15 +75,15 @@ def test_the_chosen_setting_runs_every_cell(tuned):
 
 def test_trials_and_cells_side_by_side_give_the_same_results(tuned, tiny_checkpoints, sample_corpus, hf_cache,
                                                             tmp_path, capsys):
-    """--cell_processes 2: trials, cells and the floors in two worker processes, the results those of one process."""
+    """--cell_processes 2: trials, cells and the floors in two worker processes, the results those of one process
+    with as many threads as each worker (`--cell_threads`)."""
     import torch
 
-    if torch.get_num_threads() != 1:  # the workers train with one thread each (run.py test gives each test one)
-        pytest.skip(f"the reference ran with {torch.get_num_threads()} threads, the workers run with one")
     _, reference = tuned
     capsys.readouterr()
     results = Benchmark(*tuned_arguments(tiny_checkpoints, sample_corpus, hf_cache, tmp_path, "--cell_processes",
-                                         "2", "--floors", "true", "--figures", "false")).run()
+                                         "2", "--cell_threads", str(torch.get_num_threads()), "--floors", "true",
+                                         "--figures", "false")).run()
     console = capsys.readouterr().out
     assert results["tuning"] == reference["tuning"]
     for name, strategy in reference["strategies"].items():
