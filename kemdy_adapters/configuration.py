@@ -14,6 +14,7 @@ MODALITIES = ("speech", "text")
 ADAPTER_INITS = ("bert", "houlsby", "reference")
 DIMENSION_LOSSES = ("mse", "ccc")
 TEXT_POOLINGS = ("cls", "mean", "cls_mean", "attention")
+SPEECH_POOLINGS = ("mean", "mean_std")
 
 
 def _sub_config(value: Any, default_type: type[PretrainedConfig]) -> PretrainedConfig:
@@ -77,6 +78,12 @@ class MultimodalEmotionConfig(PretrainedConfig):
             (the mean of the last layer over the real tokens), `"cls_mean"` (both, concatenated: twice as wide) or
             `"attention"` (the real tokens weighted by a softmax over their dot product with a per-task query
             vector in the task's head, zeros at the start, so it starts as the mean).
+        speech_pooling: The speech vector from a task's projected frames: `"mean"` over the real frames (the
+            reference's) or `"mean_std"` (their mean and standard deviation, concatenated: twice as wide, the
+            statistics pooling of speaker and emotion embeddings).
+        modality_dropout: In training only, the probability that an utterance of a task with both modalities
+            loses one of them (its pooled text or speech vector set to zeros, each half as likely), so that the
+            classifier learns to use either alone as well as both. 0 (default): never.
     """
 
     model_type = "kemdy_multimodal_emotion"
@@ -103,6 +110,8 @@ class MultimodalEmotionConfig(PretrainedConfig):
         dimension_loss: str = "mse",
         dimension_weight: float = 1.0,
         text_pooling: str = "cls",
+        speech_pooling: str = "mean",
+        modality_dropout: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -142,6 +151,12 @@ class MultimodalEmotionConfig(PretrainedConfig):
         if text_pooling not in TEXT_POOLINGS:
             raise ValueError(f"text_pooling must be one of {TEXT_POOLINGS}, got {text_pooling!r}")
         self.text_pooling = text_pooling
+        if speech_pooling not in SPEECH_POOLINGS:
+            raise ValueError(f"speech_pooling must be one of {SPEECH_POOLINGS}, got {speech_pooling!r}")
+        self.speech_pooling = speech_pooling
+        if not 0 <= modality_dropout < 1:
+            raise ValueError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
+        self.modality_dropout = float(modality_dropout)
 
 
 RESERVED_TASK_NAMES = ("base", "logs")

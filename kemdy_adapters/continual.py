@@ -72,6 +72,8 @@ def build_model(model_args: ModelArguments, strategy: Strategy | str) -> Multimo
         dimension_loss=model_args.dimension_loss,
         dimension_weight=model_args.dimension_weight,
         text_pooling=model_args.text_pooling,
+        speech_pooling=model_args.speech_pooling,
+        modality_dropout=model_args.modality_dropout,
     )
 
 

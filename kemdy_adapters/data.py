@@ -147,6 +147,16 @@ def frame_mask(frames: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return mask.bool()
 
 
+def masked_mean_std(values: torch.Tensor, mask: torch.Tensor, eps: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation (sqrt of the variance + `eps`) over the real positions of (B, T, C) `values`
+    (`mask` (B, T))."""
+    weights = mask.unsqueeze(-1).to(values.dtype)
+    count = weights.sum(1).clamp(min=1.0)
+    mean = (values * weights).sum(1) / count
+    variance = (((values - mean[:, None]) ** 2) * weights).sum(1) / count
+    return mean, (variance + eps).sqrt()
+
+
 @contextmanager
 def eval_mode(module: torch.nn.Module):
     """`module` in eval mode (no dropout, no SpecAugment) inside the block, its own mode restored after."""

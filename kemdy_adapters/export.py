@@ -44,10 +44,11 @@ SPEECH_SHAPE_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_at
 ADAPTER_SETTINGS = ("adapter_method", "adapter_reduction_factor", "lora_r", "lora_alpha", "speech_frozen_layers",
                     "adapter_non_linearity", "adapter_init", "task_layer_norms")
 """The model settings a task's adapters were built with; a model must match them to load the task."""
-HEAD_SETTINGS = ("projector_size", "dropout", "text_pooling")
-"""The settings a task's head was trained with; `projector_size` and `text_pooling` must match to load it."""
+HEAD_SETTINGS = ("projector_size", "dropout", "text_pooling", "speech_pooling")
+"""The settings a task's head was trained with; all but `dropout` must match to load it."""
 SETTING_DEFAULTS = {"speech_frozen_layers": 0, "adapter_non_linearity": "swish", "adapter_init": "bert",
-                    "task_layer_norms": False, "text_pooling": "cls"}  # settings older exports do not record
+                    "task_layer_norms": False, "text_pooling": "cls",
+                    "speech_pooling": "mean"}  # settings older exports do not record
 
 
 def model_settings(config: dict) -> dict:
@@ -227,7 +228,7 @@ def check_compatible(model, config: dict, source, same_base: bool = False) -> No
             if ours[part].get(field) != value:
                 problems.append(f"{part} encoder {field}: task has {value!r}, model has {ours[part].get(field)!r}")
     settings = model_settings(config)
-    head = ("projector_size", "text_pooling")
+    head = ("projector_size", "text_pooling", "speech_pooling")
     for field in (*ADAPTER_SETTINGS, *head) if config["adapters"] else head:
         if getattr(model.config, field) != settings[field]:
             problems.append(f"{field}: task has {settings[field]!r}, model has {getattr(model.config, field)!r}")

@@ -2,6 +2,7 @@
 
 text:   BERT -> pooled [CLS] (text_pooling: or the mean over real tokens, both, or a task query's weighting)
 speech: frozen conv feature encoder -> Wav2Vec2 transformer -> task projector -> mean over real frames  (B, 256)
+        (speech_pooling "mean_std": and their standard deviation beside it)
 fusion: concat -> dropout -> task classifier                                          (B, num_labels)
 
 Padding: the convolutional feature encoder of group-norm checkpoints (wav2vec2-base, `feat_extract_norm="group"`)
@@ -31,7 +32,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .configuration import MODALITIES, MultimodalEmotionConfig, check_task_name
 from .corpus import EMOTIONS
-from .data import eval_mode, frame_mask
+from .data import eval_mode, frame_mask, masked_mean_std
 from .interfaces import wav2vec2_interface
 
 logger = logging.getLogger(__name__)
@@ -83,16 +84,19 @@ class TaskHead(nn.Module):
     dimensions, a regressor over the same vector (one output per dimension, on `DIMENSION_SCALE`)."""
 
     def __init__(self, text_size: int, speech_size: int, projector_size: int, num_labels: int, dropout: float,
-                 num_dimensions: int = 0, text_query: bool = False):
+                 num_dimensions: int = 0, text_query: bool = False, speech_width: int | None = None):
+        """`speech_width`: the pooled speech vector's width (default `projector_size`; twice that with the
+        standard deviation beside the mean)."""
         super().__init__()
+        speech_width = projector_size if speech_width is None else speech_width
         if text_query:  # `text_pooling="attention"`: zeros, so the pooling starts as the mean over the tokens
             self.text_query = nn.Parameter(torch.zeros(text_size))
         self.projector = nn.Linear(speech_size, projector_size)
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(text_size + projector_size, num_labels)
+        self.classifier = nn.Linear(text_size + speech_width, num_labels)
         layers = [self.projector, self.classifier]
         if num_dimensions:
-            self.regressor = nn.Linear(text_size + projector_size, num_dimensions)
+            self.regressor = nn.Linear(text_size + speech_width, num_dimensions)
             layers.append(self.regressor)
         for layer in layers:
             nn.init.normal_(layer.weight, std=0.02)
@@ -390,6 +394,7 @@ class MultimodalEmotionModel(PreTrainedModel):
             dropout=self.config.dropout,
             num_dimensions=len(spec.get("dimensions", [])),
             text_query=self.config.text_pooling == "attention",
+            speech_width=self.config.projector_size * (2 if self.config.speech_pooling == "mean_std" else 1),
         )
         # New modules are created on the CPU; follow the rest of the model (not while from_pretrained builds it
         # on the meta device: moving would send the encoders' buffers there too).
@@ -692,9 +697,10 @@ class MultimodalEmotionModel(PreTrainedModel):
         hidden, mask = self.encode_speech(
             input_values, speech_attention_mask, speech_features, speech_frame_mask, speech_hidden
         )  # (B, T, H_speech), (B, T)
-        projected = head.projector(hidden)  # (B, T, P)
-        weights = mask.unsqueeze(-1).to(projected.dtype)
-        speech = (projected * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, P)
+        mean, std = masked_mean_std(head.projector(hidden), mask, eps=1e-6)  # (B, P) each
+        speech = torch.cat([mean, std], dim=-1) if self.config.speech_pooling == "mean_std" else mean
+        if self.training and self.config.modality_dropout and len(self.task_modalities(task)) == 2:
+            text, speech = self._drop_modality(text, speech)
         pooled = head.dropout(torch.cat([text, speech], dim=-1))
         logits = head.classifier(pooled)  # (B, num_labels)
         dimensions = head.dimensions(pooled)  # (B, D) or None
@@ -705,6 +711,13 @@ class MultimodalEmotionModel(PreTrainedModel):
                     else nn.functional.mse_loss(dimensions, targets))
             loss = loss + self.config.dimension_weight * part
         return EmotionOutput(loss=loss, logits=logits, dimensions=dimensions)
+
+    def _drop_modality(self, text: torch.Tensor, speech: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`modality_dropout`: each utterance loses its text vector with probability p / 2, else its speech
+        vector with probability p / 2 (zeros, as for an utterance without a transcript)."""
+        draw = torch.rand(text.shape[0], 1, device=text.device)
+        p = self.config.modality_dropout
+        return torch.where(draw < p / 2, 0.0, text), torch.where((draw >= p / 2) & (draw < p), 0.0, speech)
 
     # ----------------------------------------------------------------------------------------------- export
     def save_task(self, save_directory, name: str | None = None):

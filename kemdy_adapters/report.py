@@ -236,6 +236,8 @@ REFERENCE_SETTINGS = {
     ("model", "projector_size"): (256, "speech projector size"),
     ("model", "dropout"): (0.1, "dropout before the classifier"),
     ("model", "text_pooling"): ("cls", "text vector (`text_pooling`; cls: BERT's pooled [CLS])"),
+    ("model", "speech_pooling"): ("mean", "speech vector (`speech_pooling`; mean over the frames)"),
+    ("model", "modality_dropout"): (0.0, "training utterances losing their text or speech (`modality_dropout`)"),
     ("data", "max_text_length"): (256, "text tokens"),
     ("data", "max_speech_seconds"): (5.0, "speech crop (s)"),
     ("data", "n_folds"): (5, "session folds"),

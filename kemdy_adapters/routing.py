@@ -25,21 +25,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .data import eval_mode, frame_mask, model_batches
+from .data import eval_mode, frame_mask, masked_mean_std, model_batches
 
 ROUTING_FILE = "routing.safetensors"
 KINDS = ("shallow", "frozen")
 DEFAULT_KIND = "shallow"
 SPEECH_KEYS = ("input_values", "speech_attention_mask", "speech_features", "speech_frame_mask")
-
-
-def _masked_mean_std(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and standard deviation over the real positions of (B, T, C) `values` (mask (B, T))."""
-    weights = mask.unsqueeze(-1).to(values.dtype)
-    count = weights.sum(1).clamp(min=1.0)
-    mean = (values * weights).sum(1) / count
-    variance = (((values - mean[:, None]) ** 2) * weights).sum(1) / count
-    return mean, variance.sqrt()
 
 
 @torch.no_grad()
@@ -52,20 +43,20 @@ def routing_features(model, batch: dict, kind: str = DEFAULT_KIND) -> torch.Tens
     speech = {key: batch.get(key) for key in SPEECH_KEYS}
     if kind == "shallow":
         embedded = model.text_encoder.embeddings.word_embeddings(input_ids)  # (B, L, H)
-        text, _ = _masked_mean_std(embedded, attention_mask)
+        text, _ = masked_mean_std(embedded, attention_mask)
         if speech["speech_features"] is not None:
             frames = speech["speech_features"]
             mask = frame_mask(frames, speech["speech_frame_mask"])
         else:
             frames, mask = model.speech_frames(speech["input_values"], speech["speech_attention_mask"])
-        mean, std = _masked_mean_std(frames, mask)
+        mean, std = masked_mean_std(frames, mask)
         return torch.cat([text, mean, std], dim=-1).float()
     active = model.active_task
     model.deactivate_tasks()
     try:
         text = model.encode_text(input_ids, attention_mask, batch.get("token_type_ids"))
         hidden, mask = model.encode_speech(**speech)
-        mean, _ = _masked_mean_std(hidden, mask)
+        mean, _ = masked_mean_std(hidden, mask)
     finally:
         if active is not None:
             model.set_active_task(active)

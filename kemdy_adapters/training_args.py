@@ -53,6 +53,12 @@ class ModelArguments:
         default="cls", metadata={"help": "the text vector: cls (BERT's pooled [CLS], the reference's), mean (the "
                                          "last layer's mean over the real tokens), cls_mean (both) or "
                                          "attention (the tokens weighted by a learned per-task query)"})
+    speech_pooling: str = field(
+        default="mean", metadata={"help": "the speech vector: mean (over the real frames of the task's projection, "
+                                          "the reference's) or mean_std (their mean and standard deviation)"})
+    modality_dropout: float = field(
+        default=0.0, metadata={"help": "training only: probability that an utterance loses its text or its speech "
+                                       "vector (each half as likely), so the classifier learns each alone too"})
 
 
 @dataclass

@@ -443,3 +443,56 @@ def test_attention_text_pooling_starts_as_the_mean_and_learns_a_per_task_query(b
     other = MultimodalEmotionModel.from_encoders(str(text), str(speech), projector_size=16, text_pooling="attention")
     other.load_task(tmp_path / "task")
     torch.testing.assert_close(other.heads["kemdy19"].text_query, head.text_query)
+
+
+def test_modality_dropout_drops_one_modality_per_utterance_in_training_only(base_checkpoints, monkeypatch):
+    text, speech = base_checkpoints
+    model = MultimodalEmotionModel.from_encoders(str(text), str(speech), tasks={"kemdy19": None}, projector_size=16,
+                                                 modality_dropout=0.6)
+    torch.manual_seed(0)
+    text_vectors, speech_vectors = torch.randn(4000, 8) + 5, torch.randn(4000, 4) + 5
+    kept_text, kept_speech = model._drop_modality(text_vectors, speech_vectors)
+    text_lost, speech_lost = (kept_text == 0).all(-1), (kept_speech == 0).all(-1)
+    assert not (text_lost & speech_lost).any()  # never both
+    assert 0.27 < text_lost.float().mean() < 0.33 and 0.27 < speech_lost.float().mean() < 0.33  # p / 2 each
+    torch.testing.assert_close(kept_text[~text_lost], text_vectors[~text_lost])  # the rest untouched
+    torch.testing.assert_close(kept_speech[~speech_lost], speech_vectors[~speech_lost])
+    # Only in training: scoring (eval mode) sees both modalities, exactly as a model without it.
+    calls = []
+    monkeypatch.setattr(model, "_drop_modality", lambda t, s: calls.append(1) or (t, s))
+    inputs = batch()
+    plain = MultimodalEmotionModel.from_encoders(str(text), str(speech), tasks={"kemdy19": None}, projector_size=16)
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(logits(model, inputs, "kemdy19"), logits(plain, inputs, "kemdy19"))
+    assert not calls
+    model.train_task("kemdy19")
+    model(**inputs)
+    assert calls == [1]
+    with pytest.raises(ValueError, match=r"modality_dropout must be in \[0, 1\)"):
+        MultimodalEmotionConfig(modality_dropout=1.0)
+
+
+def test_mean_std_speech_pooling(base_checkpoints, tmp_path):
+    text, speech = base_checkpoints
+    model = MultimodalEmotionModel.from_encoders(str(text), str(speech), tasks={"kemdy19": None}, projector_size=16,
+                                                 speech_pooling="mean_std")
+    head = model.heads["kemdy19"]
+    assert head.classifier.in_features == model.text_size + 2 * 16
+    inputs = batch()
+    seen = []
+    head.classifier.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    logits(model, inputs, "kemdy19")
+    with torch.no_grad():
+        hidden, mask = model.encode_speech(inputs["input_values"], inputs["speech_attention_mask"])
+        frames = head.projector(hidden[1][mask[1]])  # the second utterance's real frames only
+    pooled_speech = seen[0][1, model.text_size:]
+    torch.testing.assert_close(pooled_speech[:16], frames.mean(0), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(pooled_speech[16:], frames.std(0, unbiased=False), atol=1e-4, rtol=1e-3)
+    # The head was trained on both statistics: a model pooling the mean alone refuses it.
+    model.save_task(tmp_path / "task", "kemdy19")
+    assert json.loads((tmp_path / "task" / "task_config.json").read_text())["speech_pooling"] == "mean_std"
+    plain = MultimodalEmotionModel.from_encoders(str(text), str(speech), projector_size=16)
+    with pytest.raises(TaskExportError, match="speech_pooling: task has 'mean_std', model has 'mean'"):
+        plain.load_task(tmp_path / "task")
+    with pytest.raises(ValueError, match="speech_pooling must be one of"):
+        MultimodalEmotionConfig(speech_pooling="max")
