@@ -32,7 +32,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .configuration import MODALITIES, MultimodalEmotionConfig, check_task_name
 from .corpus import EMOTIONS
-from .data import eval_mode, frame_mask, masked_mean_std
+from .data import eval_mode, frame_mask, masked_mean, masked_mean_std
 from .interfaces import wav2vec2_interface
 
 logger = logging.getLogger(__name__)
@@ -550,8 +550,7 @@ class MultimodalEmotionModel(PreTrainedModel):
         if self.config.text_pooling == "attention" and query is not None:
             scores = (hidden @ query.to(hidden.dtype)).masked_fill(~real, torch.finfo(hidden.dtype).min)
             return (torch.softmax(scores, dim=1).unsqueeze(-1) * hidden).sum(1)
-        weights = real.unsqueeze(-1).to(hidden.dtype)
-        mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        mean = masked_mean(hidden, real)
         return torch.cat([output.pooler_output, mean], dim=-1) if self.config.text_pooling == "cls_mean" else mean
 
     @property
@@ -697,8 +696,11 @@ class MultimodalEmotionModel(PreTrainedModel):
         hidden, mask = self.encode_speech(
             input_values, speech_attention_mask, speech_features, speech_frame_mask, speech_hidden
         )  # (B, T, H_speech), (B, T)
-        mean, std = masked_mean_std(head.projector(hidden), mask, eps=1e-6)  # (B, P) each
-        speech = torch.cat([mean, std], dim=-1) if self.config.speech_pooling == "mean_std" else mean
+        projected = head.projector(hidden)  # (B, T, P)
+        if self.config.speech_pooling == "mean_std":
+            speech = torch.cat(masked_mean_std(projected, mask, eps=1e-6), dim=-1)  # (B, 2P)
+        else:
+            speech = masked_mean(projected, mask)  # (B, P)
         if self.training and self.config.modality_dropout and len(self.task_modalities(task)) == 2:
             text, speech = self._drop_modality(text, speech)
         pooled = head.dropout(torch.cat([text, speech], dim=-1))

@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .data import eval_mode, frame_mask, masked_mean_std, model_batches
+from .data import eval_mode, frame_mask, masked_mean, masked_mean_std, model_batches
 
 ROUTING_FILE = "routing.safetensors"
 KINDS = ("shallow", "frozen")
@@ -43,7 +43,7 @@ def routing_features(model, batch: dict, kind: str = DEFAULT_KIND) -> torch.Tens
     speech = {key: batch.get(key) for key in SPEECH_KEYS}
     if kind == "shallow":
         embedded = model.text_encoder.embeddings.word_embeddings(input_ids)  # (B, L, H)
-        text, _ = masked_mean_std(embedded, attention_mask)
+        text = masked_mean(embedded, attention_mask)
         if speech["speech_features"] is not None:
             frames = speech["speech_features"]
             mask = frame_mask(frames, speech["speech_frame_mask"])
@@ -56,7 +56,7 @@ def routing_features(model, batch: dict, kind: str = DEFAULT_KIND) -> torch.Tens
     try:
         text = model.encode_text(input_ids, attention_mask, batch.get("token_type_ids"))
         hidden, mask = model.encode_speech(**speech)
-        mean, _ = masked_mean_std(hidden, mask)
+        mean = masked_mean(hidden, mask)
     finally:
         if active is not None:
             model.set_active_task(active)
