@@ -156,9 +156,10 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def masked_mean_std(values: torch.Tensor, mask: torch.Tensor, eps: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean and the standard deviation (square root of the variance + `eps`) over the real positions of
     (B, T, C) `values` (`mask` (B, T))."""
-    mean = masked_mean(values, mask)
     weights = mask.unsqueeze(-1).to(values.dtype)
-    variance = (((values - mean[:, None]) ** 2) * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    count = weights.sum(1).clamp(min=1.0)
+    mean = (values * weights).sum(1) / count
+    variance = (((values - mean[:, None]) ** 2) * weights).sum(1) / count
     return mean, (variance + eps).sqrt()
 
 

@@ -228,7 +228,7 @@ def check_compatible(model, config: dict, source, same_base: bool = False) -> No
             if ours[part].get(field) != value:
                 problems.append(f"{part} encoder {field}: task has {value!r}, model has {ours[part].get(field)!r}")
     settings = model_settings(config)
-    head = ("projector_size", "text_pooling", "speech_pooling")
+    head = tuple(field for field in HEAD_SETTINGS if field != "dropout")  # dropout only shapes training
     for field in (*ADAPTER_SETTINGS, *head) if config["adapters"] else head:
         if getattr(model.config, field) != settings[field]:
             problems.append(f"{field}: task has {settings[field]!r}, model has {getattr(model.config, field)!r}")

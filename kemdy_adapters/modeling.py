@@ -394,7 +394,7 @@ class MultimodalEmotionModel(PreTrainedModel):
             dropout=self.config.dropout,
             num_dimensions=len(spec.get("dimensions", [])),
             text_query=self.config.text_pooling == "attention",
-            speech_width=self.config.projector_size * (2 if self.config.speech_pooling == "mean_std" else 1),
+            speech_width=self.speech_width,
         )
         # New modules are created on the CPU; follow the rest of the model (not while from_pretrained builds it
         # on the meta device: moving would send the encoders' buffers there too).
@@ -558,6 +558,11 @@ class MultimodalEmotionModel(PreTrainedModel):
         """The width of the text vector (`encode_text`)."""
         hidden = self.config.text_config.hidden_size
         return 2 * hidden if self.config.text_pooling == "cls_mean" else hidden
+
+    @property
+    def speech_width(self) -> int:
+        """The width of a task's pooled speech vector (`speech_pooling`)."""
+        return self.config.projector_size * (2 if self.config.speech_pooling == "mean_std" else 1)
 
     @_inactive_adapters_expected
     def encode_speech(
