@@ -45,7 +45,7 @@ from .training_args import ContinualTrainingArguments, DataArguments, ModelArgum
 logger = logging.getLogger(__name__)
 
 RUN_SETTINGS = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "weight_decay", "ewc_lambda",
-                "ewc_gamma", "lwf_alpha", "lwf_temperature")
+                "ewc_gamma", "lwf_alpha", "lwf_temperature", "weight_average_decay")
 """The training settings run.json records (what tuning may have chosen), with the model's own (ADAPTER_SETTINGS and
 HEAD_SETTINGS of export.py)."""
 JOINT_STEP = "_joint"

@@ -229,6 +229,8 @@ REFERENCE_SETTINGS = {
     ("training", "seed"): (12, "seed"),
     ("training", "selection_metric"): ("micro_f1", "epoch-selection metric"),
     ("training", "ewc_lambda"): (5000, "EWC lambda"),
+    ("training", "weight_average_decay"): (0.0, "moving average of the weights, validated and kept "
+                                                "(`weight_average_decay`: its decay per step; 0: none)"),
     ("model", "adapter_reduction_factor"): (12, "adapter reduction factor (bottleneck 64 at 768)"),
     ("model", "adapter_non_linearity"): ("gelu", "adapter activation"),
     ("model", "adapter_init"): ("reference", "adapter initialisation"),

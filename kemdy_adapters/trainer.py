@@ -1,5 +1,5 @@
-"""`ContinualTrainer`: a `Trainer` with the EWC penalty, LwF's distillation and class-balanced sampling, nothing
-else overridden.
+"""`ContinualTrainer`: a `Trainer` with the EWC penalty, LwF's distillation, class-balanced sampling and an optional
+average of the trained weights, nothing else overridden.
 
 The loop over tasks, adapter switching and exports live in `continual.py`; one ContinualTrainer trains one task.
 """
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch.utils.data import Sampler
 from transformers import PrinterCallback, Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -63,6 +65,79 @@ class ClassBalancedSampler(Sampler[int]):
                 yield from batches[order]
 
 
+AVERAGE_FILE = "weight_average.safetensors"
+"""The weight average's state in every checkpoint of a run with `--weight_average_decay`."""
+
+
+class WeightAverage:
+    """An exponential moving average of a model's trainable parameters, one update per optimizer step:
+    `a <- decay * a + (1 - decay) * theta`, from a = 0 and divided by `1 - decay^steps` (bias correction, as in
+    Adam), so the average is a weighted mean of the weights the run went through and owes nothing to a = 0."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        if not 0 < decay < 1:
+            raise ValueError(f"the weight average's decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.steps = 0
+        self.sums = {name: torch.zeros_like(parameter, dtype=torch.float32)
+                     for name, parameter in model.named_parameters() if parameter.requires_grad}
+
+    def update(self, model: torch.nn.Module) -> None:
+        self.steps += 1
+        parameters = dict(model.named_parameters())
+        for name, total in self.sums.items():
+            total.lerp_(parameters[name].detach().float(), 1 - self.decay)
+
+    def averages(self) -> dict[str, torch.Tensor]:
+        correction = 1 - self.decay ** self.steps
+        return {name: total / correction for name, total in self.sums.items()}
+
+    def copy_to(self, model: torch.nn.Module) -> None:
+        """Writes the average into the model's parameters (nothing before the first update)."""
+        if not self.steps:
+            return
+        parameters = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in self.averages().items():
+                parameters[name].copy_(value)
+
+    @contextmanager
+    def applied(self, model: torch.nn.Module):
+        """The model holds the average inside the block and its own weights again after it."""
+        parameters = dict(model.named_parameters())
+        kept = {name: parameters[name].detach().clone() for name in self.sums}
+        self.copy_to(model)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, value in kept.items():
+                    parameters[name].copy_(value)
+
+    def save(self, path: Path) -> None:
+        save_file({**self.sums, "__steps__": torch.tensor(self.steps)}, str(path))
+
+    def load(self, path: Path) -> None:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: missing; the checkpoint was saved without --weight_average_decay, so "
+                                    "a run with it cannot resume from it (remove the checkpoint folder to start over)")
+        tensors = load_file(str(path))
+        if set(tensors) - {"__steps__"} != set(self.sums):
+            raise ValueError(f"{path}: averages parameters {sorted(set(tensors) - {'__steps__'})[:3]}..., not this "
+                             f"model's trainable ones {sorted(self.sums)[:3]}...")
+        self.steps = int(tensors.pop("__steps__"))
+        for name, value in tensors.items():
+            self.sums[name].copy_(value)
+
+
+class _UpdateAverage(TrainerCallback):
+    def __init__(self, average: WeightAverage):
+        self.average = average
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.average.update(model)
+
+
 class JsonLinesLog(TrainerCallback):
     """Appends every Trainer log (loss, validation metrics, per epoch) as a JSON line to
     `<logging_dir>/trainer_log.jsonl` (main process only)."""
@@ -98,6 +173,40 @@ class ContinualTrainer(Trainer):
         self.teacher = teacher.to(self.args.device).eval() if teacher is not None else None
         self.teacher_heads = list(teacher_heads or [])
         self._parts: dict[str, list[float]] = {"task_loss": [], "ewc_penalty": [], "lwf_distillation": []}
+        self.average = None
+        if self.args.weight_average_decay:
+            self.average = WeightAverage(self.model, self.args.weight_average_decay)
+            self.add_callback(_UpdateAverage(self.average))
+
+    # Why (weight averaging): validation, checkpoints and the kept model see the average of the weights, and
+    # training goes on from the weights themselves.
+    def train(self, *args, **kwargs):
+        output = super().train(*args, **kwargs)
+        if self.average is not None:
+            best = self.state.best_model_checkpoint if self.args.load_best_model_at_end else None
+            if best:  # Trainer has loaded the best step's own weights; its average is what was validated
+                self.average.load(Path(best) / AVERAGE_FILE)
+            self.average.copy_to(self.model)
+        return output
+
+    def evaluate(self, *args, **kwargs):
+        if self.average is None or not self.is_in_train:
+            return super().evaluate(*args, **kwargs)
+        with self.average.applied(self.model):
+            return super().evaluate(*args, **kwargs)
+
+    def _save_checkpoint(self, model, trial):
+        if self.average is not None and self.args.should_save:
+            # Written before Trainer's files, so a checkpoint that reads as complete (trainer_state.json) has it.
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            self.average.save(folder / AVERAGE_FILE)
+        return super()._save_checkpoint(model, trial)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if self.average is not None:
+            self.average.load(Path(resume_from_checkpoint) / AVERAGE_FILE)
 
     # Why: the EWC penalty and LwF's distillation are parts of the training objective, not of the model.
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -132,6 +132,10 @@ class ContinualTrainingArguments(TrainingArguments):
     selection_metric: str = field(
         default="micro_f1", metadata={"help": f"validation metric that picks the kept epoch: {SELECTION_METRICS}"}
     )
+    weight_average_decay: float = field(
+        default=0.0,
+        metadata={"help": "> 0: validate, keep and export an exponential moving average of the trained weights "
+                          "(this decay per optimizer step, bias-corrected) rather than the last step's weights"})
     cache_speech_features: bool = field(
         default=True,
         metadata={"help": "run the frozen convolutional feature encoder once per utterance and reuse its output"},
@@ -206,6 +210,8 @@ def _check_numbers(args: ContinualTrainingArguments) -> None:
         problems.append(f"ewc_lambda and lwf_alpha must be >= 0, got {args.ewc_lambda} and {args.lwf_alpha}")
     if not 0 < args.ewc_gamma <= 1:
         problems.append(f"ewc_gamma must be in (0, 1], got {args.ewc_gamma}")
+    if not 0 <= args.weight_average_decay < 1:
+        problems.append(f"weight_average_decay must be in [0, 1), got {args.weight_average_decay}")
     if not args.lwf_temperature > 0:
         problems.append(f"lwf_temperature must be > 0, got {args.lwf_temperature}")
     if args.weight_decay < 0 or (args.max_grad_norm is not None and args.max_grad_norm < 0):

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import continual_arguments
+from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from kemdy_adapters.continual import ContinualRun
 from kemdy_adapters.ewc import EWCState
-from kemdy_adapters.trainer import ClassBalancedSampler
+from kemdy_adapters.trainer import AVERAGE_FILE, ClassBalancedSampler, WeightAverage
 from kemdy_adapters.training_args import parse_arguments
 
 
@@ -135,6 +137,66 @@ def test_resume_in_the_middle_of_a_task(adapter_run, tiny_checkpoints, sample_co
     assert list((tmp_path / "kemdy19" / "checkpoints").glob("checkpoint-*"))
     resumed = run(tiny_checkpoints, sample_corpus, prepared_data, tmp_path, "adapter")
     assert resumed["matrix"] == uninterrupted["matrix"]
+
+
+def test_weight_average_is_a_bias_corrected_mean_and_applied_only_inside_the_block():
+    model = torch.nn.Linear(2, 1)
+    model.bias.requires_grad_(False)
+    average = WeightAverage(model, decay=0.5)
+    assert list(average.sums) == ["weight"]
+    seen = []
+    for value in (1.0, 3.0, -2.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        seen.append(value)
+        average.update(model)
+    # (0.25 * 1 + 0.5 * 3 - 2) / (0.25 + 0.5 + 1): the weights 0.5^age, normalised; nothing of the zero start.
+    expected = (0.25 * 1 + 0.5 * 3 - 2) / 1.75
+    with average.applied(model):
+        assert torch.allclose(model.weight, torch.full_like(model.weight, expected))
+    assert torch.equal(model.weight, torch.full_like(model.weight, -2.0))
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_weight_average_is_validated_kept_and_resumed(adapter_run, tiny_checkpoints, sample_corpus, prepared_data,
+                                                        tmp_path):
+    plain_output = adapter_run[0]
+    extra = ("--weight_average_decay", "0.8", "--keep_checkpoints", "true")
+    whole = run(tiny_checkpoints, sample_corpus, prepared_data, tmp_path / "whole", "adapter", *extra)
+
+    def validation_losses(output):
+        lines = (output / "kemdy19" / "logs" / "trainer_log.jsonl").read_text().splitlines()
+        return [entry["eval_loss"] for entry in map(json.loads, lines) if "eval_loss" in entry]
+
+    # The same training steps, but the average was validated, not the last step's weights.
+    assert len(validation_losses(tmp_path / "whole")) == len(validation_losses(plain_output)) == 2
+    assert validation_losses(tmp_path / "whole") != validation_losses(plain_output)
+    # What the task exported (and every later score used) is the average saved with the kept checkpoint.
+    checkpoints = tmp_path / "whole" / "kemdy19" / "checkpoints"
+    last = max(checkpoints.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    best = Path(json.loads((last / "trainer_state.json").read_text())["best_model_checkpoint"])
+    saved = load_file(str(best / AVERAGE_FILE))
+    steps = int(saved.pop("__steps__"))
+    exported = load_file(str(tmp_path / "whole" / "kemdy19" / "export" / "model.safetensors"))
+    assert set(exported) == set(saved)
+    for name, total in saved.items():
+        assert torch.allclose(exported[name], total / (1 - 0.8 ** steps), atol=1e-6), name
+    raw = load_file(str(best / "model.safetensors"))
+    assert not torch.equal(raw["heads.kemdy19.classifier.weight"], exported["heads.kemdy19.classifier.weight"])
+    # Stopped after the first checkpoint and resumed: the average goes on from the checkpoint's, so the same scores.
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_checkpoints, sample_corpus, prepared_data, tmp_path / "resumed", "adapter", *extra,
+            callbacks=[StopAt("kemdy19", "save")])
+    resumed = run(tiny_checkpoints, sample_corpus, prepared_data, tmp_path / "resumed", "adapter", *extra)
+    assert resumed["matrix"] == whole["matrix"]
+    # A checkpoint written without averaging cannot be resumed with it.
+    for average in (tmp_path / "resumed").rglob(AVERAGE_FILE):
+        average.unlink()
+    (tmp_path / "resumed" / "kemdy20" / "scores.json").unlink()
+    (tmp_path / "resumed" / "kemdy20" / "export" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="without --weight_average_decay"):
+        run(tiny_checkpoints, sample_corpus, prepared_data, tmp_path / "resumed", "adapter", *extra)
 
 
 def test_class_balanced_sampler_draws_classes_near_uniformly():
