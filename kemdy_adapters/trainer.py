@@ -94,12 +94,8 @@ class WeightAverage:
 
     def copy_to(self, model: torch.nn.Module) -> None:
         """Writes the average into the model's parameters (nothing before the first update)."""
-        if not self.steps:
-            return
-        parameters = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, value in self.averages().items():
-                parameters[name].copy_(value)
+        if self.steps:
+            _write(model, self.averages())
 
     @contextmanager
     def applied(self, model: torch.nn.Module):
@@ -110,9 +106,7 @@ class WeightAverage:
         try:
             yield
         finally:
-            with torch.no_grad():
-                for name, value in kept.items():
-                    parameters[name].copy_(value)
+            _write(model, kept)
 
     def save(self, path: Path) -> None:
         save_file({**self.sums, "__steps__": torch.tensor(self.steps)}, str(path))
@@ -128,6 +122,13 @@ class WeightAverage:
         self.steps = int(tensors.pop("__steps__"))
         for name, value in tensors.items():
             self.sums[name].copy_(value)
+
+
+def _write(model: torch.nn.Module, values: dict[str, torch.Tensor]) -> None:
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in values.items():
+            parameters[name].copy_(value)
 
 
 class _UpdateAverage(TrainerCallback):
