@@ -89,6 +89,34 @@ def _score_tables(results: dict, position: int, published: dict | None = None) -
     return lines
 
 
+def relative_table(results: dict, metric: str = "macro_f1") -> list[str]:
+    """Each strategy's score of every task learned first (what it keeps after the whole sequence) as a multiple of
+    the task's linear baseline and of `task_a`'s score on the same folds: the ratios of the means."""
+    references = [("linear", "the linear baseline")] if results.get("floors") else []
+    references += [("task_a", "`task_a`")] if "task_a" in results["strategies"] else []
+    if not references:
+        return []
+
+    def reference(kind: str, task: str) -> dict | None:
+        return floor_score(results, task, kind, metric) if kind == "linear" else retained(results, kind, task, metric)
+
+    lines = ["## Against the linear baseline and `task_a`", "",
+             f"Each task's {METRIC_NAMES[metric]} learned first (as in What each task retains) and its ratio to "
+             + " and to ".join(name for _, name in references) + " on the same folds (the ratio of the means; the "
+             "intervals of both are in the tables above).", "",
+             "| strategy | " + " | ".join(task.upper() for task in results["tasks"]) + " |",
+             "|---|" + "---|" * len(results["tasks"])]
+    for strategy in results["strategies"]:
+        cells = []
+        for task in results["tasks"]:
+            score = retained(results, strategy, task, metric)
+            ratios = [f"{score['mean'] / base['mean']:.3f}x {name}" for kind, name in references
+                      if kind != strategy and score and (base := reference(kind, task)) and base["mean"] > 0]
+            cells.append(format_score(score) + (": " + ", ".join(ratios) if ratios else ""))
+        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def floors_table(results: dict) -> list[str]:
     """Every floor of every task's test sets (baselines.py), in the headline metrics."""
     floors = results.get("floors")
@@ -193,6 +221,7 @@ def render_markdown(results: dict) -> str:
     lines += _score_tables(results, -1)
 
     lines += floors_table(results)
+    lines += relative_table(results)
     lines += dimensions_section(results)
     lines += ["## Backward transfer and forgetting", "",
               "Averaged over folds and orders (Avalanche's definitions: forgetting = score right after learning a "

@@ -206,3 +206,11 @@ def test_floors_beside_every_score(finished, sample_corpus):
     report = (output / "results.md").read_text()
     assert "## Floors" in report
     assert "| task | task_a | finetune | adapter | *majority class* | *linear baseline* |" in report
+    # Every strategy's kept score as a multiple of the linear baseline's and of task_a's, from the same numbers.
+    adapter, task_a = (results["strategies"][name]["final"]["kemdy19>kemdy20"]["kemdy19"]["macro_f1"]["mean"]
+                       for name in ("adapter", "task_a"))
+    linear = results["floors"]["kemdy19"]["linear"]["macro_f1"]["mean"]
+    row = next(line for line in report.split("## Against the linear baseline")[1].splitlines()
+               if line.startswith("| adapter |"))
+    kemdy19 = row.split("|")[2].strip()
+    assert kemdy19.endswith(f": {adapter / linear:.3f}x the linear baseline, {adapter / task_a:.3f}x `task_a`")
