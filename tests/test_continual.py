@@ -144,11 +144,9 @@ def test_weight_average_is_a_bias_corrected_mean_and_applied_only_inside_the_blo
     model.bias.requires_grad_(False)
     average = WeightAverage(model, decay=0.5)
     assert list(average.sums) == ["weight"]
-    seen = []
     for value in (1.0, 3.0, -2.0):
         with torch.no_grad():
             model.weight.fill_(value)
-        seen.append(value)
         average.update(model)
     # (0.25 * 1 + 0.5 * 3 - 2) / (0.25 + 0.5 + 1): the weights 0.5^age, normalised; nothing of the zero start.
     expected = (0.25 * 1 + 0.5 * 3 - 2) / 1.75
